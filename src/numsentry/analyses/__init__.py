@@ -1,0 +1,1 @@
+"""Analyses over an interpretation: `check` (hazards over boxes)."""

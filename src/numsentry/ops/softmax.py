@@ -1,0 +1,111 @@
+"""Softmax and LogSoftmax (opset 13: one axis).
+
+For element i along the axis, with bounds [l_j, h_j]::
+
+    softmax_i in [1 / (1 + sum_{j != i} e^(h_j - l_i)),  1 / (1 + sum_{j != i} e^(l_j - h_i))]
+
+The sums over j != i use prefix and suffix sums (no cancellation); along a coarse axis of
+length n they are (n - 1) e^(h - l). Rounding into the dtype then makes probabilities below
+half the smallest subnormal exactly 0, as the runtime's underflowing exp does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from numsentry.domains.box import Box
+from numsentry.ops.registry import BoxSpec, Ctx, register
+from numsentry.ops.rules import draw_interval, draw_shape
+
+
+def _others(x: np.ndarray, axis: int, n: int) -> np.ndarray:
+    """sum_{j != i} e^(x_j - m) along ``axis`` (x broadcastable; length-1 axis means coarse)."""
+    if x.shape[axis] == 1:
+        return np.full(x.shape, 0.0) + (n - 1) * np.exp(x - np.max(x))
+    m = np.max(x, axis=axis, keepdims=True)
+    e = np.exp(x - m)
+    pre = np.cumsum(e, axis=axis) - e
+    suf = np.flip(np.cumsum(np.flip(e, axis=axis), axis=axis), axis=axis) - e
+    return (np.maximum(pre, 0.0) + np.maximum(suf, 0.0)) * np.exp(m - np.max(x))
+
+
+def _softmax_parts(x: Box, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """log of sum_{j!=i} e^(h_j) - l_i  and  log of sum_{j!=i} e^(l_j) - h_i (as log terms)."""
+    axis = axis % x.rank if x.rank else 0
+    n = x.shape[axis]
+    lo, hi = x.bounds64()
+    lo = lo.reshape((1,) * (x.rank - lo.ndim) + lo.shape)
+    hi = hi.reshape((1,) * (x.rank - hi.ndim) + hi.shape)
+    if lo.shape[axis] != hi.shape[axis]:
+        lo, hi = np.broadcast_arrays(lo, hi)
+        lo, hi = np.array(lo), np.array(hi)
+    with np.errstate(all="ignore"):
+        mh, ml = np.max(hi), np.max(lo)
+        oh = _others(hi, axis, n)  # relative to max(hi)
+        ol = _others(lo, axis, n)  # relative to max(lo)
+        log_oh = np.log(oh) + mh  # log sum_{j != i} e^(h_j)
+        log_ol = np.log(ol) + ml
+        t_lo = log_oh - lo  # lower bound uses the largest competitors
+        t_hi = log_ol - hi
+    return t_lo, t_hi
+
+
+def _softmax_c(k: Any, x: Any, axis: int = -1) -> Any:
+    xp = k.xp
+    m = xp.max(x, axis=axis, keepdims=True)
+    e = xp.exp(x - m)
+    return e / xp.sum(e, axis=axis, keepdims=True)
+
+
+def _softmax_iv(ctx: Ctx, x: Box, axis: int = -1) -> Box:
+    if x.rank == 0:
+        return Box.range(1.0, 1.0, x.shape, x.dtype, x.nan)
+    t_lo, t_hi = _softmax_parts(x, axis)
+    with np.errstate(all="ignore"):
+        lo = 1.0 / (1.0 + np.exp(t_lo))
+        hi = 1.0 / (1.0 + np.exp(t_hi))
+    nan = x.nan or not (np.isfinite(x.min()) and np.isfinite(x.max()))
+    return Box(lo, hi, x.shape, x.dtype, nan)
+
+
+def _logsoftmax_c(k: Any, x: Any, axis: int = -1) -> Any:
+    xp = k.xp
+    m = xp.max(x, axis=axis, keepdims=True)
+    s = x - m
+    return s - xp.log(xp.sum(xp.exp(s), axis=axis, keepdims=True))
+
+
+def _logsoftmax_iv(ctx: Ctx, x: Box, axis: int = -1) -> Box:
+    if x.rank == 0:
+        return Box.range(0.0, 0.0, x.shape, x.dtype, x.nan)
+    t_lo, t_hi = _softmax_parts(x, axis)
+    with np.errstate(all="ignore"):
+        lo = -np.logaddexp(0.0, t_lo)
+        hi = -np.logaddexp(0.0, t_hi)
+    nan = x.nan or not (np.isfinite(x.min()) and np.isfinite(x.max()))
+    return Box(lo, np.minimum(hi, 0.0), x.shape, x.dtype, nan)
+
+
+def _sample(draw: Any) -> tuple[list[Any], dict[str, Any]]:
+    from hypothesis import strategies as st
+
+    shape = draw_shape(draw, max_rank=3)
+    if not shape:
+        shape = (3,)
+    lo, hi = draw_interval(draw, -30, 30)
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    return [BoxSpec(lo, hi, shape)], {"axis": axis}
+
+
+register(
+    "Softmax", since=13, concrete=_softmax_c, interval=_softmax_iv, ulps=4, codomain=(0.0, 1.0),
+    overflow_rule=None, property="custom (competitor sums)", sample=_sample,
+    doc="normalised exponentials along one axis; can underflow to exactly 0",
+)
+register(
+    "LogSoftmax", since=13, concrete=_logsoftmax_c, interval=_logsoftmax_iv, ulps=4,
+    codomain=(-np.inf, 0.0), overflow_rule=None, property="custom (competitor sums)", sample=_sample,
+    doc="log of softmax, computed stably",
+)

@@ -1,0 +1,1 @@
+"""Findings, rules and the renderers (text, json, sarif, github)."""
