@@ -142,7 +142,7 @@ class _Checker:
                 lo, hi = self.opt.ranges[name]
                 env[name] = self._range_box(lo, hi, arr.shape, dt)
                 infos.append(RangeInfo(name, lo, hi, "user", "weight"))
-            elif is_float_dtype(dt) and self.opt.weights == "trainable":
+            elif is_float_dtype(dt) and self.opt.weights == "trainable" and arr.ndim > 0:
                 lo, hi = trainable_range(arr)
                 env[name] = self._range_box(lo, hi, arr.shape, dt)
                 infos.append(RangeInfo(name, lo, hi, "trainable", "weight"))

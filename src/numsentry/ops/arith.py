@@ -194,17 +194,17 @@ def _fold(fn: Any) -> Any:
 
 
 register(
-    "Max", since=13, concrete=_fold(lambda k, a, b: k.xp.maximum(a, b)), interval=_variadic(_max_iv),
+    "Max", since=8, concrete=_fold(lambda k, a, b: k.xp.maximum(a, b)), interval=_variadic(_max_iv),
     exact=True, overflow_rule=None, property="monotone in each argument",
     sample=elementwise_sample(2), doc="elementwise max of n inputs",
 )
 register(
-    "Min", since=13, concrete=_fold(lambda k, a, b: k.xp.minimum(a, b)), interval=_variadic(_min_iv),
+    "Min", since=8, concrete=_fold(lambda k, a, b: k.xp.minimum(a, b)), interval=_variadic(_min_iv),
     exact=True, overflow_rule=None, property="monotone in each argument",
     sample=elementwise_sample(2), doc="elementwise min of n inputs",
 )
 register(
-    "Sum", since=13, concrete=_fold(lambda k, a, b: a + b), interval=_variadic(_add_iv),
+    "Sum", since=8, concrete=_fold(lambda k, a, b: a + b), interval=_variadic(_add_iv),
     property="monotone in each argument", sample=elementwise_sample(3),
     doc="elementwise sum of n inputs (rounded after each addition)",
 )
@@ -227,7 +227,7 @@ def _mean_iv(ctx: Ctx, *xs: Box) -> Box:
 
 
 register(
-    "Mean", since=13, concrete=_mean_c, interval=_mean_iv, ulps=1,
+    "Mean", since=8, concrete=_mean_c, interval=_mean_iv, ulps=1,
     property="monotone in each argument", sample=elementwise_sample(3), doc="elementwise mean",
 )
 
@@ -317,7 +317,7 @@ def _pow_sample(draw: Any) -> tuple[list[Any], dict[str, Any]]:
 
 
 register(
-    "Pow", since=15, concrete=_pow_c, interval=_pow_iv, ulps=2,
+    "Pow", since=7, concrete=_pow_c, interval=_pow_iv, ulps=2,
     hazards=(Hazard("NUM005", _pow_check),), property="monotone per exponent sign / even power",
     sample=_pow_sample, doc="x ** y",
 )
@@ -352,7 +352,7 @@ def _mod_iv(ctx: Ctx, a: Box, b: Box, fmod: int = 0) -> Box:
 
 
 register(
-    "Mod", since=13, concrete=_mod_c, interval=_mod_iv, exact=True, overflow_rule=None,
+    "Mod", since=10, concrete=_mod_c, interval=_mod_iv, exact=True, overflow_rule=None,
     hazards=(_float_zero_div("NUM002"), _int_zero_div("NUM010")),
     property="bounded by the divisor", sample=_nonzero_divisor_sample,
     doc="remainder (fmod=1: C fmod)",

@@ -12,7 +12,7 @@ from numsentry.ops.registry import BoxSpec, Ctx, Hazard, register
 from numsentry.ops.rules import draw_interval, draw_shape, elementwise_sample
 
 register(
-    "Identity", since=16, concrete=lambda k, x: x, interval=lambda ctx, x: x, exact=True,
+    "Identity", since=1, concrete=lambda k, x: x, interval=lambda ctx, x: x, exact=True,
     overflow_rule=None, property="shape-only", sample=elementwise_sample(1), doc="x",
 )
 
@@ -38,7 +38,7 @@ def _np() -> Any:
 
 
 register(
-    "Constant", since=13, concrete=_constant_c, interval=_constant_iv, overflow_rule=None,
+    "Constant", since=12, concrete=_constant_c, interval=_constant_iv, overflow_rule=None,
     differentiable=False, property="constant",
     sample=lambda draw: ([], {"value": np.arange(6, dtype=np.float32).reshape(2, 3)}),
     doc="a constant tensor",
@@ -50,7 +50,7 @@ def _shape_c(k: Any, x: Any, start: int = 0, end: int | None = None) -> Any:
 
 
 register(
-    "Shape", since=15, concrete=_shape_c,
+    "Shape", since=1, concrete=_shape_c,
     interval=lambda ctx, x, start=0, end=None: Box.point(np.asarray(x.shape[start:end], dtype=np.int64)),
     overflow_rule=None, differentiable=False, property="shape-only",
     sample=elementwise_sample(1), doc="the shape as int64",
@@ -101,7 +101,7 @@ def _reshape_sample(draw: Any) -> tuple[list[Any], dict[str, Any]]:
 
 
 register(
-    "Reshape", since=14, concrete=_reshape_c, interval=_reshape_iv, exact=True, overflow_rule=None,
+    "Reshape", since=5, concrete=_reshape_c, interval=_reshape_iv, exact=True, overflow_rule=None,
     property="shape-only", sample=_reshape_sample, doc="same values, new shape",
 )
 
@@ -120,7 +120,7 @@ def _flatten_iv(ctx: Ctx, x: Box, axis: int = 1) -> Box:
 
 
 register(
-    "Flatten", since=13, concrete=_flatten_c, interval=_flatten_iv, exact=True, overflow_rule=None,
+    "Flatten", since=11, concrete=_flatten_c, interval=_flatten_iv, exact=True, overflow_rule=None,
     property="shape-only", sample=elementwise_sample(1), doc="2-D view split at axis",
 )
 
@@ -157,7 +157,7 @@ def _castlike_c(k: Any, x: Any, like: Any, saturate: int = 1, round_mode: str = 
 
 
 register(
-    "Cast", since=13, concrete=_cast_c, interval=_cast_iv, overflow_rule="NUM008",
+    "Cast", since=6, concrete=_cast_c, interval=_cast_iv, overflow_rule="NUM008",
     property="monotone increasing", sample=lambda draw: ([elementwise_sample(1)(draw)[0][0]], {"to": 10}),
     doc="convert dtype; to a narrower float can overflow to inf",
 )

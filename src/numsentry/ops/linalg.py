@@ -110,7 +110,7 @@ def _matmul_sample(draw: Any) -> tuple[list[Any], dict[str, Any]]:
 
 
 register(
-    "MatMul", since=13, concrete=lambda k, a, b: k.xp.matmul(a, b), interval=_matmul_iv,
+    "MatMul", since=9, concrete=lambda k, a, b: k.xp.matmul(a, b), interval=_matmul_iv,
     property="bilinear (centre-radius)", sample=_matmul_sample, doc="matrix product (numpy semantics)",
 )
 
@@ -178,6 +178,6 @@ def _gemm_sample(draw: Any) -> tuple[list[Any], dict[str, Any]]:
 
 
 register(
-    "Gemm", since=13, concrete=_gemm_c, interval=_gemm_iv, property="bilinear (centre-radius)",
+    "Gemm", since=11, concrete=_gemm_c, interval=_gemm_iv, property="bilinear (centre-radius)",
     sample=_gemm_sample, doc="alpha * A' @ B' + beta * C",
 )

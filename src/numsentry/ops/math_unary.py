@@ -15,26 +15,26 @@ from numsentry.ops.registry import Ctx, register
 from numsentry.ops.rules import below, elementwise_sample, monotone
 
 register(
-    "Exp", since=13, concrete=lambda k, x: k.xp.exp(x), interval=monotone(lambda k, x: k.xp.exp(x)),
+    "Exp", since=6, concrete=lambda k, x: k.xp.exp(x), interval=monotone(lambda k, x: k.xp.exp(x)),
     ulps=4, codomain=(0.0, np.inf), overflow_rule="NUM003", property="monotone increasing",
     sample=elementwise_sample(1, -20, 20), doc="e^x; overflows above log(max) of the dtype",
 )
 
 register(
-    "Log", since=13, concrete=lambda k, x: k.xp.log(x), interval=monotone(lambda k, x: k.xp.log(x)),
+    "Log", since=6, concrete=lambda k, x: k.xp.log(x), interval=monotone(lambda k, x: k.xp.log(x)),
     hazards=(below("NUM001", "log of a non-positive value", 0.0),), ulps=4, overflow_rule=None,
     property="monotone increasing", sample=elementwise_sample(1, 0.01, 100), doc="natural log",
 )
 
 register(
-    "Sqrt", since=13, concrete=lambda k, x: k.xp.sqrt(x), interval=monotone(lambda k, x: k.xp.sqrt(x)),
+    "Sqrt", since=6, concrete=lambda k, x: k.xp.sqrt(x), interval=monotone(lambda k, x: k.xp.sqrt(x)),
     hazards=(below("NUM004", "sqrt of a negative value", 0.0, strict=True),), codomain=(0.0, np.inf),
     exact=True, overflow_rule=None, property="monotone increasing", sample=elementwise_sample(1, 0, 100),
     doc="square root (IEEE correctly rounded)",
 )
 
 register(
-    "Relu", since=14, concrete=lambda k, x: k.xp.maximum(x, k.xp.zeros_like(x)),
+    "Relu", since=6, concrete=lambda k, x: k.xp.maximum(x, k.xp.zeros_like(x)),
     interval=monotone(lambda k, x: np.maximum(x, 0.0)), exact=True, overflow_rule=None,
     property="monotone increasing", sample=elementwise_sample(1), doc="max(x, 0)",
 )
@@ -61,13 +61,13 @@ def _sigmoid_iv(ctx: Ctx, x: Box) -> Box:
 
 
 register(
-    "Sigmoid", since=13, concrete=_sigmoid, interval=_sigmoid_iv, ulps=4, codomain=(0.0, 1.0),
+    "Sigmoid", since=6, concrete=_sigmoid, interval=_sigmoid_iv, ulps=4, codomain=(0.0, 1.0),
     overflow_rule=None, property="monotone increasing (widened for runtime kernels)",
     sample=elementwise_sample(1, -30, 30), doc="1 / (1 + e^-x); exactly 0 or 1 when saturated",
 )
 
 register(
-    "Tanh", since=13, concrete=lambda k, x: k.xp.tanh(x), interval=monotone(lambda k, x: k.xp.tanh(x)),
+    "Tanh", since=6, concrete=lambda k, x: k.xp.tanh(x), interval=monotone(lambda k, x: k.xp.tanh(x)),
     ulps=4, codomain=(-1.0, 1.0), overflow_rule=None, property="monotone increasing",
     sample=elementwise_sample(1, -20, 20), doc="hyperbolic tangent",
 )

@@ -1,0 +1,1 @@
+"""Front ends: .onnx files (numsentry.ir) and PyTorch modules (optional extra)."""
