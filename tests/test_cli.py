@@ -58,7 +58,7 @@ def test_json_report_shape(capsys, tmp_path):
 
 
 def test_sarif_is_valid(capsys):
-    code, out, _ = run(capsys, "check", EXAMPLE, *ARGS, "--output-format", "sarif")
+    _, out, _ = run(capsys, "check", EXAMPLE, *ARGS, "--output-format", "sarif")
     doc = json.loads(out)
     schema = json.loads((ROOT / "tests/data/sarif-2.1.0-subset.schema.json").read_text())
     jsonschema.validate(doc, schema)
@@ -71,9 +71,9 @@ def test_github_format(capsys):
 
 
 def test_select_and_ignore(capsys):
-    code, out, _ = run(capsys, "check", EXAMPLE, *ARGS, "--ignore", "NUM001", "--output-format", "json")
+    _, out, _ = run(capsys, "check", EXAMPLE, *ARGS, "--ignore", "NUM001", "--output-format", "json")
     assert all(f["rule"] != "NUM001" for f in json.loads(out)["findings"])
-    code, out, _ = run(capsys, "check", EXAMPLE, *ARGS, "--select", "NUM003", "--output-format", "json")
+    _, out, _ = run(capsys, "check", EXAMPLE, *ARGS, "--select", "NUM003", "--output-format", "json")
     assert all(f["rule"] == "NUM003" for f in json.loads(out)["findings"])
 
 

@@ -61,7 +61,7 @@ def run_graph(
         ModelError: If a node reads a value nobody produced.
     """
     local: MutableMapping[str, Any] = dict(env)
-    scope: MutableMapping[str, Any] = ChainMap(local, dict(outer)) if outer else local  # type: ignore[arg-type]
+    scope: MutableMapping[str, Any] = ChainMap(local, dict(outer)) if outer else local
     frees = _last_uses(graph)
     for node in graph.nodes:
         try:

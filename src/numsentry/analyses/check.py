@@ -124,7 +124,7 @@ class _Checker:
             if v.shape is None or any(not isinstance(d, int) for d in v.shape):
                 shape: tuple[int, ...] = tuple(d if isinstance(d, int) else 1 for d in (v.shape or []))
             else:
-                shape = tuple(int(d) for d in v.shape)
+                shape = tuple(int(d) for d in v.shape if isinstance(d, int))
             dt = ctx.analysed(v.dtype)
             if v.name in self.opt.ranges:
                 lo, hi = self.opt.ranges[v.name]
@@ -216,8 +216,8 @@ class _Checker:
                 raise UnsupportedOpError(f"node {node.label}: no rule for {node.op_type} (opset {node.opset})",
                                          hint="see `numsentry ops`; drop --unsupported error to treat its outputs as unknown")
             outs = self.top_outputs(node, ctx)
-            for o in node.outputs:
-                self.clean.pop(o, None)
+            for out_name in node.outputs:
+                self.clean.pop(out_name, None)
             return outs
         try:
             outs = list(apply_interval(op, ctx, ins, node.attrs))

@@ -10,6 +10,7 @@ import argparse
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from numsentry import __version__
 from numsentry.cli.check import add_check_parser, run_check_args
@@ -55,7 +56,7 @@ def _cmd_ops(args: argparse.Namespace) -> int:
 
     from numsentry.ops import REGISTRY
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for op in REGISTRY.latest():
         rows.append({"op_type": op.op_type, "domain": op.domain or "ai.onnx", "since": op.since,
                      "versions": [o.since for o in REGISTRY.all() if o.op_type == op.op_type],

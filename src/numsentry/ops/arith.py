@@ -50,7 +50,7 @@ def _mul_iv(ctx: Ctx, a: Box, b: Box) -> Box:
 
 def _div_iv(ctx: Ctx, a: Box, b: Box) -> Box:
     if a.dtype.kind in "iu":
-        lo, hi, nan = idiv(a, b)
+        lo, hi, _ = idiv(a, b)
         # integer division truncates toward zero: widen to the integers around the real bounds
         return _same(a, b, np.floor(np.minimum(lo, 0) + np.maximum(lo, 0)), np.ceil(hi), False)
     return _same(a, b, *idiv(a, b))
@@ -274,10 +274,12 @@ def _pow_iv(ctx: Ctx, x: Box, y: Box) -> Box:
     # base with integer y can take either sign: bound by the magnitudes
     neg = xl < 0
     if neg.any():
-        mag = np.maximum(np.abs(xl), np.abs(xh))
+        # |x| ranges over [m0, m1]; |x|^y is monotone in |x| and in y, so corners bound it
+        m1 = np.maximum(np.abs(xl), np.abs(xh))
+        m0 = np.where((xl <= 0) & (xh >= 0), 0.0, np.minimum(np.abs(xl), np.abs(xh)))
         with np.errstate(all="ignore"):
-            m = np.maximum.reduce([np.power(mag, yl), np.power(mag, yh),
-                                   np.power(np.minimum(mag, 1.0), yl), np.power(np.minimum(mag, 1.0), yh)])
+            corners = [np.power(mg, e) for mg in (m0, m1) for e in (yl, yh)]
+            m: np.ndarray = np.asarray(np.maximum.reduce([np.where(np.isnan(c), np.inf, c) for c in corners]))
         lo = np.where(neg, -m, lo)
         hi = np.where(neg, np.maximum(hi, m), hi)
     zero = (xl <= 0) & (xh >= 0) & (yl < 0)

@@ -20,6 +20,9 @@ from numsentry.ops.registry import BoxSpec, Ctx, Hazard
 __all__ = [
     "bcast",
     "below",
+    "draw_interval",
+    "draw_shape",
+    "elementwise_sample",
     "elementwise_shape",
     "iadd",
     "idiv",
@@ -29,9 +32,6 @@ __all__ = [
     "out_dtype",
     "outside",
     "piecewise_monotone",
-    "draw_interval",
-    "draw_shape",
-    "elementwise_sample",
     "zero_in",
 ]
 
