@@ -50,7 +50,7 @@ LEVELS: dict[str, ort.GraphOptimizationLevel] = {
 }
 F32_MAX = float(np.finfo(np.float32).max)
 F16_MAX = float(np.finfo(np.float16).max)
-WINDOW_CAP = 1 << 22  # max floats evaluated per exhaustive window (stride beyond that)
+WINDOW_CAP = 1 << 21  # max floats evaluated per exhaustive window (stride beyond that)
 
 # ONNX default attribute values, as the float32 numbers a model actually carries.
 SELU_ALPHA = float(np.float32(1.67326319217681884765625))
@@ -454,27 +454,34 @@ class MonoResult:
     x_from: float | None
     x_to: float | None
     max_drop_ulp: int
+    max_drop_abs: float
 
 
 def monotonicity(x: Arr, y: Arr, spec: Unary) -> list[MonoResult]:
     out: list[MonoResult] = []
     k = ordkey(y)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)  # no rounding of the bounds
     for lo, hi, d in spec.mono:
-        m = (x >= lo) & (x <= hi) & ~np.isnan(y)
-        xs, ks = x[m], k[m]
+        m = (x64 >= lo) & (x64 <= hi) & ~np.isnan(y)
+        xs, ks, ys = x[m], k[m], y64[m]
         diff = (ks[1:] - ks[:-1]) * d
         bad = np.flatnonzero(diff < 0)
         if bad.size:
+            with np.errstate(invalid="ignore"):
+                drop = np.abs(ys[bad + 1] - ys[bad])
             out.append(MonoResult(lo, hi, d, int(bad.size), float(xs[bad[0]]),
-                                  float(xs[bad[-1] + 1]), int(-diff[bad].min())))
+                                  float(xs[bad[-1] + 1]), int(-diff[bad].min()),
+                                  float(np.nanmax(drop))))
         else:
-            out.append(MonoResult(lo, hi, d, 0, None, None, 0))
+            out.append(MonoResult(lo, hi, d, 0, None, None, 0, 0.0))
     return out
 
 
-def ladder(fmt: FloatFmt) -> list[int]:
+def ladder(fmt: FloatFmt, softmax: bool = False) -> list[int]:
     """Exponents k of the absolute slacks A = 2^k tried in the (N, A) error model."""
     if fmt is FP32:
+        if softmax:
+            return [-149, -126, -30, -24, -22, -20, -18, -16]
         return [-149, -126, -60, -30, -26, -24, -22, -20]
     return [-24, -22, -20, -18, -16, -14, -12, -10]
 
@@ -508,7 +515,9 @@ class ErrResult:
     nan_examples: list[float]
 
 
-def errors(x: Arr, y: Arr, r: F64, fmt: FloatFmt, sat_values: Sequence[float]) -> ErrResult:
+def errors(
+    x: Arr, y: Arr, r: F64, fmt: FloatFmt, sat_values: Sequence[float], softmax: bool = False
+) -> ErrResult:
     with np.errstate(all="ignore"):
         rn = r.astype(fmt.dtype)
     nan_y, nan_r = np.isnan(y), np.isnan(r)
@@ -524,10 +533,13 @@ def errors(x: Arr, y: Arr, r: F64, fmt: FloatFmt, sat_values: Sequence[float]) -
     absd_l = np.where(fin, absd, np.where(d > 0, np.inf, 0.0))
     n_at: dict[int, int] = {}
     n_at_x: dict[int, float] = {}
-    for k in ladder(fmt):
-        dk = np.where(absd_l > 2.0**k, d, 0)
-        i = int(np.argmax(dk))
-        n_at[k], n_at_x[k] = int(dk[i]), float(x[i])
+    nz = np.flatnonzero(d > 0)
+    dnz, anz = d[nz], absd_l[nz]
+    for k in ladder(fmt, softmax):
+        dk = np.where(anz > 2.0**k, dnz, 0)
+        i = int(np.argmax(dk)) if dk.size else -1
+        n_at[k] = int(dk[i]) if i >= 0 else 0
+        n_at_x[k] = float(x[nz[i]]) if i >= 0 else math.nan
     prem = np.zeros_like(ok)
     for v in sat_values:
         prem |= ok & (y == v) & (rn != v)
@@ -613,7 +625,8 @@ def run_unary(spec: Unary, fmt: FloatFmt) -> UnaryResult:
         for v in ys.values()
     )
     sat_vals = sorted(set(y_far.values()) | {0.0})
-    err = {k: errors(x, v, r, fmt, sat_vals) for k, v in ys.items()}
+    err = {k: errors(x, v, r, fmt, sat_vals) for k, v in ys.items()
+           if k == "default" or not ident}
     y = ys["default"]
     mono = monotonicity(x, y, spec)
     sat, _ = saturation(x, y, rn, spec, fmt, y_far)
@@ -654,9 +667,54 @@ def verify_with_mpmath(spec: Unary, x: float) -> float | None:
     return float(val) if isinstance(val, mp.mpf) else None
 
 
+def run_exhaustive(spec: Unary, lo_e: int, hi_e: int) -> ErrResult:
+    """Every float32 with |x| in [2^lo_e, 2^hi_e), both signs, one binade at a time."""
+    sess = make_session(unary_model(spec.op, FP32, spec.attrs, spec.exponent), LEVELS["default"])
+    agg: ErrResult | None = None
+    for sign in (1.0, -1.0):
+        for e in range(lo_e, hi_e):
+            top = float(np.nextafter(np.float32(2.0 ** (e + 1)), np.float32(0)))
+            x = floats_between(2.0**e, top, FP32, cap=1 << 24) * np.float32(sign)
+            er = errors(x, sess.run(None, {"x": x})[0], reference(spec, x), FP32, [])
+            if agg is None:
+                agg = er
+                continue
+            if er.max_ulp > agg.max_ulp:
+                agg.max_ulp, agg.at_x, agg.at_y, agg.at_ref = er.max_ulp, er.at_x, er.at_y, er.at_ref
+            agg.n_at = {k: max(v, er.n_at[k]) for k, v in agg.n_at.items()}
+            if er.max_abs > agg.max_abs:
+                agg.max_abs, agg.abs_at_x = er.max_abs, er.abs_at_x
+            if er.max_frac > agg.max_frac:
+                agg.max_frac, agg.frac_at_x = er.max_frac, er.frac_at_x
+            agg.y_min, agg.y_max = min(agg.y_min, er.y_min), max(agg.y_max, er.y_max)
+            agg.nan_mismatch += er.nan_mismatch
+    assert agg is not None
+    return agg
+
+
+def print_exhaustive(rows: list[tuple[str, ErrResult]], lo_e: int, hi_e: int) -> None:
+    lad = ladder(FP32)
+    print(f"\n## Exhaustive fp32: every float with |x| in [2^{lo_e}, 2^{hi_e}) (default level)")
+    print(
+        f"{'op':12} {'ulp':>10} {'at x':>13} "
+        + " ".join(f"{'N@' + _k(k):>9}" for k in lad)
+        + f" {'abs':>8} {'frac':>7} {'range':>25} {'nan!':>4}"
+    )
+    for name, e in rows:
+        rng = f"[{e.y_min:.8g},{e.y_max:.8g}]"
+        print(
+            f"{name:12} {e.max_ulp:>10} {fmt_x(e.at_x):>13} "
+            + " ".join(f"{e.n_at[k]:>9}" for k in lad)
+            + f" {e.max_abs:>8.2e} {e.max_frac:>7.2f} {rng:>25} {e.nan_mismatch:>4}"
+        )
+
+
 # --------------------------------------------------------------------------------------
 # Softmax / LogSoftmax
 # --------------------------------------------------------------------------------------
+
+
+SOFTMAX_LENGTHS = (10, 100, 1000, 4096)
 
 
 def softmax_rows(length: int, rng: np.random.Generator) -> dict[str, F64]:
@@ -702,6 +760,7 @@ class SoftmaxResult:
     max_ulp: int
     max_ulp_where: str
     n_at: dict[int, int]  # as in ErrResult
+    max_frac: float  # max |ort - f| / ulp(f) over |f| >= tiny
     max_abs: float
     y_min: float
     y_max: float
@@ -731,23 +790,25 @@ def run_softmax(op: str, fmt: FloatFmt, length: int) -> SoftmaxResult:
     sessions = {k: make_session(model, lv) for k, lv in LEVELS.items()}
     nodes = executed_nodes(model)
     worst = (-1, "")
-    n_at = dict.fromkeys(ladder(fmt), 0)
+    n_at = dict.fromkeys(ladder(fmt, True), 0)
     acc: dict[str, float] = {
-        "abs": 0.0, "ymin": math.inf, "ymax": -math.inf, "e0": 0, "e0r": 0.0, "e1": 0,
+        "abs": 0.0, "frac": 0.0, "ymin": math.inf, "ymax": -math.inf, "e0": 0, "e0r": 0.0, "e1": 0,
         "e1r": 1.0, "e0t": 0, "e1t": 0, "smin": math.inf, "smax": -math.inf, "nan": 0,
     }
     ident = True
     for label, rows in softmax_rows(length, rng).items():
-        x = rows.astype(fmt.dtype)
+        with np.errstate(over="ignore"):
+            x = rows.astype(fmt.dtype)
         ys = {k: s.run(None, {"x": x})[0] for k, s in sessions.items()}
         ident &= all(np.array_equal(ordkey(ys["default"]), ordkey(v)) for v in ys.values())
         y = ys["default"]
         r = ref_softmax(x.astype(np.float64), log)
-        e = errors(x.ravel(), y.ravel(), r.ravel(), fmt, [])
+        e = errors(x.ravel(), y.ravel(), r.ravel(), fmt, [], softmax=True)
         if e.max_ulp > worst[0]:
             worst = (e.max_ulp, f"{label}: ort={e.at_y!r} f={e.at_ref:.9g}")
         n_at = {k: max(v, e.n_at[k]) for k, v in n_at.items()}
         acc["abs"] = max(acc["abs"], e.max_abs)
+        acc["frac"] = max(acc["frac"], e.max_frac)
         acc["ymin"] = min(acc["ymin"], e.y_min)
         acc["ymax"] = max(acc["ymax"], e.y_max)
         acc["nan"] += e.nan_mismatch
@@ -771,7 +832,7 @@ def run_softmax(op: str, fmt: FloatFmt, length: int) -> SoftmaxResult:
                 acc["smin"] = min(acc["smin"], float(sm.min()))
                 acc["smax"] = max(acc["smax"], float(sm.max()))
     return SoftmaxResult(
-        op, fmt.name, length, nodes, ident, worst[0], worst[1], n_at, acc["abs"],
+        op, fmt.name, length, nodes, ident, worst[0], worst[1], n_at, acc["frac"], acc["abs"],
         acc["ymin"], acc["ymax"], int(acc["e0"]), acc["e0r"], int(acc["e1"]), acc["e1r"],
         int(acc["e0t"]), int(acc["e1t"]), acc["smin"], acc["smax"], int(acc["nan"]),
         time.perf_counter() - t0,
@@ -945,7 +1006,7 @@ def print_unary(results: list[UnaryResult], specs: dict[str, Unary]) -> None:
                 print(f"{res.name:12} {res.fmt}: on [{fmt_x(mo.lo)}, {fmt_x(mo.hi)}] dir "
                       f"{mo.direction:+d}: {mo.violations} violations, x in "
                       f"[{_opt(mo.x_from)}, {_opt(mo.x_to)}], max backwards step "
-                      f"{mo.max_drop_ulp} ulp")
+                      f"{mo.max_drop_ulp} ulp / {mo.max_drop_abs:.3g} absolute")
     clean = [f"{r.name}/{r.fmt}" for r in results
              if r.mono and not any(m.violations for m in r.mono)]
     print("monotone where the real function is:", ", ".join(clean) or "-")
@@ -985,10 +1046,10 @@ def print_softmax(results: list[SoftmaxResult]) -> None:
           " outputs; sum-1 = range of (sum of a row's outputs - 1) in units of u")
     for fmt in (FP32, FP16):
         rows = [r for r in results if r.fmt == fmt.name]
-        lad = ladder(fmt)
+        lad = ladder(fmt, True)
         print(f"\n### {fmt.name}")
         print(f"{'op':10} {'L':>5} {'ulp':>10} " + " ".join(f"{'N@' + _k(k):>9}" for k in lad)
-              + f" {'abs':>8} {'range':>26} {'0!':>6} {'f<=':>8} {'1!':>4} {'f>=':>10} "
+              + f" {'frac':>7} {'abs':>8} {'range':>26} {'0!':>6} {'f<=':>8} {'1!':>4} {'f>=':>10} "
               f"{'#0':>7} {'#1':>5} {'sum-1 [u]':>14} {'nan!':>4} {'lvl=':>4} executed")
         for s in rows:
             sums = (f"[{s.sum_dev_min:+.1f},{s.sum_dev_max:+.1f}]" if s.name == "Softmax"
@@ -996,7 +1057,7 @@ def print_softmax(results: list[SoftmaxResult]) -> None:
             rng = f"[{s.y_min:.8g},{s.y_max:.8g}]"
             print(f"{s.name:10} {s.length:>5} {s.max_ulp:>10} "
                   + " ".join(f"{s.n_at[k]:>9}" for k in lad)
-                  + f" {s.max_abs:>8.2e} {rng:>26} {s.exact0_spurious:>6} "
+                  + f" {s.max_frac:>7.2f} {s.max_abs:>8.2e} {rng:>26} {s.exact0_spurious:>6} "
                   f"{s.exact0_max_ref:>8.2e} {s.exact1_spurious:>4} {s.exact1_min_ref:>10.8f} "
                   f"{s.exact0_total:>7} {s.exact1_total:>5} {sums:>14} {s.nan_mismatch:>4} "
                   f"{'yes' if s.levels_identical else 'NO':>4} {s.executed_as}")
@@ -1024,6 +1085,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--skip-softmax", action="store_true")
     ap.add_argument("--skip-gemm", action="store_true")
     ap.add_argument("--json", default="", help="write raw results to this file")
+    ap.add_argument(
+        "--exhaustive",
+        default="",
+        metavar="LO:HI",
+        help="also scan every fp32 input with |x| in [2^LO, 2^HI) for the --only ops (slow:"
+        " about 3 s per binade and op)",
+    )
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     print(f"onnxruntime {ort.__version__}, onnx {onnx.__version__}, numpy {np.__version__}, "
@@ -1044,9 +1112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                       file=sys.stderr)
         print_unary(results, {s.name: s for s in UNARY})
         out["unary"] = [r.__dict__ for r in results]
+        if args.exhaustive:
+            lo_e, hi_e = (int(v) for v in args.exhaustive.split(":"))
+            ex = [(sp.name, run_exhaustive(sp, lo_e, hi_e)) for sp in specs]
+            print_exhaustive(ex, lo_e, hi_e)
+            out["exhaustive"] = {name: e.__dict__ for name, e in ex}
     if not args.skip_softmax:
         sm = [run_softmax(op, fmt, n) for fmt in (FP32, FP16)
-              for op in ("Softmax", "LogSoftmax") for n in (10, 1000)]
+              for op in ("Softmax", "LogSoftmax") for n in SOFTMAX_LENGTHS]
         print_softmax(sm)
         out["softmax"] = [r.__dict__ for r in sm]
     if not args.skip_gemm:

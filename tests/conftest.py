@@ -27,7 +27,7 @@ def make_model(
         [numpy_helper.from_array(v, k) for k, v in (inits or {}).items()],
     )
     imports = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in (extra_opsets or {}).items()]
-    m = helper.make_model(g, opset_imports=imports)
+    m = helper.make_model(g, opset_imports=imports, ir_version=10)
     onnx.checker.check_model(m)
     return m
 

@@ -61,11 +61,14 @@ def run_concrete(
         op = REGISTRY.lookup(node.domain, node.op_type, node.opset)
         if op is None or op.concrete is None:
             raise UnsupportedOpError(f"node {node.label}: no concrete rule for {node.op_type} (opset {node.opset})")
-        attrs = node.attrs
-        if any(isinstance(v, Graph) for v in attrs.values()):
-            attrs = dict(attrs, _scope=scope, _step=step)
         with np.errstate(all="ignore"):
-            outs = list(apply_concrete(op, k, ins, attrs))
+            if any(isinstance(v, Graph) for v in node.attrs.values()):
+                from numsentry.ops.control import concrete_scope
+
+                with concrete_scope(scope):  # bodies read outer-scope names through it
+                    outs = list(apply_concrete(op, k, ins, node.attrs))
+            else:
+                outs = list(apply_concrete(op, k, ins, node.attrs))
         if observe is not None:
             observe(node, ins, outs)
         return outs

@@ -111,6 +111,17 @@ class _Checker:
         self.clean: dict[str, Box] = {}
         self.progress = progress
         self.rules = options.rules if options.rules is not None else set(RULES)
+        # value types of the graph each node lives in (subgraph nodes see their own graph's)
+        self.types_of: dict[str, dict[str, Any]] = {}
+        self._index_types(model.graph)
+
+    def _index_types(self, g: Graph) -> None:
+        for n in g.nodes:
+            self.types_of[n.name] = g.value_types
+            for v in n.attrs.values():
+                for sg in v if isinstance(v, list) else [v]:
+                    if isinstance(sg, Graph):
+                        self._index_types(sg)
 
     # ---- environment ------------------------------------------------------------------
     def initial_env(self) -> tuple[dict[str, Box], list[RangeInfo]]:
@@ -165,7 +176,7 @@ class _Checker:
 
     # ---- the step -----------------------------------------------------------------------
     def ctx(self, node: Node, scope: Mapping[str, Any], clean: bool) -> Ctx:
-        g_types = self.model.graph.value_types
+        g_types = self.types_of.get(node.name, self.model.graph.value_types)
         shapes: list[tuple[int, ...] | None] = []
         dtypes: list[np.dtype | None] = []
         for o in node.outputs:
@@ -176,9 +187,13 @@ class _Checker:
                 shapes.append(None)
             dtypes.append(vi.dtype if vi is not None and vi.elem_type else None)
 
+        self_ctx = Ctx(as_dtype=self.opt.as_dtype)
+
         def sub(graph: Graph, inputs: list[Any]) -> list[Any]:
             env = {v.name: b for v, b in zip(graph.inputs, inputs, strict=False)}
-            env.update({k: Box.point(v) for k, v in graph.initializers.items()})
+            for k, v in graph.initializers.items():
+                dt = self_ctx.analysed(v.dtype)
+                env[k] = Box.point(v.astype(dt) if dt != v.dtype else v)
             outer = self._clean_scope(scope) if clean else scope
             return run_graph(graph, env, self.step, outer=outer)
 
@@ -215,26 +230,16 @@ class _Checker:
             if self.opt.unsupported == "error":
                 raise UnsupportedOpError(f"node {node.label}: no rule for {node.op_type} (opset {node.opset})",
                                          hint="see `numsentry ops`; drop --unsupported error to treat its outputs as unknown")
-            outs = self.top_outputs(node, ctx)
             for out_name in node.outputs:
                 self.clean.pop(out_name, None)
-            return outs
-        try:
-            outs = list(apply_interval(op, ctx, ins, node.attrs))
-        except (NotImplementedError, ValueError, IndexError, TypeError) as e:
-            # a rule that cannot handle this configuration: sound fallback, listed as unsupported
-            key = f"{node.op_type} ({type(e).__name__}: {str(e)[:80]})"
-            self.unsupported.setdefault(key, []).append(node.name)
-            if self.opt.unsupported == "error":
-                raise UnsupportedOpError(f"node {node.label}: {e}") from e
+            self._tick(node)
             return self.top_outputs(node, ctx)
-
         clean_ins = [self.clean.get(name, b) if name else None for name, b in zip(node.inputs, ins, strict=False)]
         differs = any(c is not b for c, b in zip(clean_ins, ins, strict=False)) or any(
             isinstance(v, Graph) and any(r in self.clean for r in v.outer_refs) for v in node.attrs.values())
         cctx = self.ctx(node, scope, clean=True) if differs else ctx
-        clean_outs = list(apply_interval(op, cctx, clean_ins, node.attrs)) if differs else outs
-        fired_clean = False
+        # hazards depend on the inputs only: check them even if the interval rule declines
+        fired: list[Any] = []
         for hz in op.hazards:
             if hz.rule not in self.rules:
                 continue
@@ -244,10 +249,25 @@ class _Checker:
             clean_msg = hz.check(cctx, clean_ins, node.attrs) if differs else msg
             self.report(node, op, hz.rule, clean_msg or msg, ins, ctx, after=clean_msg is None)
             if clean_msg is not None:
-                fired_clean = True
+                fired.append(hz)
+        try:
+            outs = list(apply_interval(op, ctx, ins, node.attrs))
+            clean_outs = list(apply_interval(op, cctx, clean_ins, node.attrs)) if differs else outs
+            for hz in fired:
                 if hz.restrict is not None:
                     clean_ins = hz.restrict(cctx, clean_ins, node.attrs)
                     clean_outs = list(apply_interval(op, cctx, clean_ins, node.attrs))
+        except (NotImplementedError, ValueError, IndexError, TypeError, KeyError) as e:
+            # a rule that cannot handle this configuration: sound fallback, listed as unsupported
+            key = f"{node.op_type} ({type(e).__name__}: {str(e)[:80]})"
+            self.unsupported.setdefault(key, []).append(node.name)
+            if self.opt.unsupported == "error":
+                raise UnsupportedOpError(f"node {node.label}: {e}") from e
+            for out_name in node.outputs:
+                self.clean.pop(out_name, None)
+            self._tick(node)
+            return self.top_outputs(node, ctx)
+        fired_clean = bool(fired)
         if op.overflow_rule is not None and op.overflow_rule in self.rules:
             clean_in_finite = all(not _infinite(b) for b in clean_ins)
             if clean_in_finite and any(_infinite(b) for b in clean_outs):
@@ -260,9 +280,12 @@ class _Checker:
                 self.clean[name] = c
             else:
                 self.clean.pop(name, None)
+        self._tick(node)
+        return outs
+
+    def _tick(self, node: Node) -> None:
         if self.progress is not None and node.name.count("/") == 0:
             self.progress(node)
-        return outs
 
     def _overflow_msg(self, op: OpDef, outs: list[Box], ctx: Ctx) -> str:
         b = next(o for o in outs if _infinite(o))

@@ -55,7 +55,12 @@ def apply_interval(op: OpDef, ctx: Ctx, inputs: Sequence[Box | None], attrs: dic
         vals = [None if b is None else b.value for b in inputs]
         with np.errstate(all="ignore"):
             outs = apply_concrete(op, NUMPY, vals, attrs)
-        return tuple(Box.point(np.asarray(o)) for o in outs)
+        points = []
+        for o in outs:
+            a = np.asarray(o)
+            dt = ctx.analysed(a.dtype) if a.dtype.kind == "f" else a.dtype
+            points.append(Box.point(a.astype(dt) if dt != a.dtype else a))
+        return tuple(points)
     if op.interval is None:
         raise NotImplementedError(f"{op.op_type} has no interval rule")
     with np.errstate(all="ignore"):
