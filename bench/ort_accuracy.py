@@ -148,9 +148,7 @@ def make_session(model: onnx.ModelProto, level: ort.GraphOptimizationLevel) -> o
     so = ort.SessionOptions()
     so.graph_optimization_level = level
     so.log_severity_level = 3
-    return ort.InferenceSession(
-        model.SerializeToString(), so, providers=["CPUExecutionProvider"]
-    )
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
 def unary_model(
@@ -292,66 +290,209 @@ INC = [(-math.inf, math.inf, 1)]
 BIG = 1e30  # "far" input; |x| >= 1e30 is +-inf only in fp16, see far_input()
 
 UNARY: list[Unary] = [
-    Unary("Exp", "Exp", np.exp, (-110, 90), mono=INC, sat=[(-1, -BIG), (1, BIG)],
-          windows=[(1, 2), (-1e-6, 1e-6), (-104, -87), (88, 89)]),
+    Unary(
+        "Exp",
+        "Exp",
+        np.exp,
+        (-110, 90),
+        mono=INC,
+        sat=[(-1, -BIG), (1, BIG)],
+        windows=[(1, 2), (-1e-6, 1e-6), (-104, -87), (88, 89)],
+    ),
     Unary("Log", "Log", np.log, (0, 10), mono=[(0, math.inf, 1)], windows=[(0.5, 2)]),
     Unary("Sqrt", "Sqrt", np.sqrt, (0, 100), mono=[(0, math.inf, 1)], windows=[(1, 4)]),
-    Unary("Sigmoid", "Sigmoid", ref_sigmoid, (-110, 30), mono=INC,
-          sat=[(-1, -BIG), (1, BIG)], windows=[(-19, -15), (15, 19), (-2, 2)]),
-    Unary("Tanh", "Tanh", np.tanh, (-12, 12), mono=INC, sat=[(-1, -BIG), (1, BIG)],
-          windows=[(0.5, 2), (1e-38, 1e-37), (-9.2, -7.9), (7.9, 9.2)]),
-    Unary("Erf", "Erf", ref_erf, (-6, 6), mono=INC, sat=[(-1, -BIG), (1, BIG)],
-          windows=[(0.5, 2), (3.5, 4.2), (-4.2, -3.5)]),
-    Unary("Gelu", "Gelu", ref_gelu, (-30, 10), attrs={"approximate": "none"},
-          mono=[(-math.inf, -0.7518, -1), (-0.7517, math.inf, 1)], sat=[(-1, -BIG)],
-          windows=[(-6, -0.5), (0.5, 2)]),
-    Unary("Gelu(tanh)", "Gelu", ref_gelu_tanh, (-30, 10), attrs={"approximate": "tanh"},
-          mono=[(-math.inf, -0.7518, -1), (-0.7517, math.inf, 1)], sat=[(-1, -BIG)],
-          windows=[(-6, -0.5), (0.5, 2)]),
-    Unary("Softplus", "Softplus", ref_softplus, (-110, 30), mono=INC, sat=[(-1, -BIG)],
-          windows=[(-4, 4), (-104, -87), (14, 18)]),
-    Unary("Softsign", "Softsign", ref_softsign, (-100, 100), mono=INC,
-          sat=[(-1, -BIG), (1, BIG)], windows=[(1, 2), (1e37, F32_MAX)]),
+    Unary(
+        "Sigmoid",
+        "Sigmoid",
+        ref_sigmoid,
+        (-110, 30),
+        mono=INC,
+        sat=[(-1, -BIG), (1, BIG)],
+        windows=[(-18.5, -15.5), (15.5, 18.5), (-2, 2)],
+    ),
+    Unary(
+        "Tanh",
+        "Tanh",
+        np.tanh,
+        (-12, 12),
+        mono=INC,
+        sat=[(-1, -BIG), (1, BIG)],
+        windows=[(0.5, 2), (1e-38, 1e-37), (-9.2, -7.9), (7.9, 9.2)],
+    ),
+    Unary(
+        "Erf",
+        "Erf",
+        ref_erf,
+        (-6, 6),
+        mono=INC,
+        sat=[(-1, -BIG), (1, BIG)],
+        windows=[(0.5, 2), (3.5, 4.2), (-4.2, -3.5)],
+    ),
+    Unary(
+        "Gelu",
+        "Gelu",
+        ref_gelu,
+        (-30, 10),
+        attrs={"approximate": "none"},
+        mono=[(-math.inf, -0.7518, -1), (-0.7517, math.inf, 1)],
+        sat=[(-1, -BIG)],
+        windows=[(-6, -0.5), (0.5, 2)],
+    ),
+    Unary(
+        "Gelu(tanh)",
+        "Gelu",
+        ref_gelu_tanh,
+        (-30, 10),
+        attrs={"approximate": "tanh"},
+        mono=[(-math.inf, -0.7518, -1), (-0.7517, math.inf, 1)],
+        sat=[(-1, -BIG)],
+        windows=[(-6, -0.5), (-5.2, -4.8), (0.5, 2)],
+    ),
+    Unary(
+        "Softplus",
+        "Softplus",
+        ref_softplus,
+        (-110, 30),
+        mono=INC,
+        sat=[(-1, -BIG)],
+        windows=[(-4, 4), (-104, -87), (14, 18)],
+    ),
+    Unary(
+        "Softsign",
+        "Softsign",
+        ref_softsign,
+        (-100, 100),
+        mono=INC,
+        sat=[(-1, -BIG), (1, BIG)],
+        windows=[(1, 2), (1.3e7, 1.32e7), (-1.32e7, -1.3e7), (1e37, F32_MAX)],
+    ),
     Unary("Sin", "Sin", np.sin, (-100, 100), windows=[(1, 2), (64, 128)]),
     Unary("Cos", "Cos", np.cos, (-100, 100), windows=[(1, 2), (64, 128)]),
     Unary("Tan", "Tan", np.tan, (-100, 100), windows=[(1, 2)]),
     Unary("Asin", "Asin", np.arcsin, (-1, 1), mono=[(-1, 1, 1)], windows=[(0.5, 1)]),
-    Unary("Acos", "Acos", np.arccos, (-1, 1), mono=[(-1, 1, -1)],
-          windows=[(-1, -0.5), (0.5, 1)]),
-    Unary("Atan", "Atan", np.arctan, (-100, 100), mono=INC, sat=[(-1, -BIG), (1, BIG)],
-          windows=[(1, 2), (1e6, 1e9)]),
-    Unary("Sinh", "Sinh", np.sinh, (-100, 100), mono=INC, sat=[(-1, -BIG), (1, BIG)],
-          windows=[(0.5, 2), (88, 90)]),
-    Unary("Cosh", "Cosh", np.cosh, (-100, 100), mono=[(-math.inf, 0, -1), (0, math.inf, 1)],
-          sat=[(-1, -BIG), (1, BIG)], windows=[(0.5, 2), (88, 90)]),
+    Unary("Acos", "Acos", np.arccos, (-1, 1), mono=[(-1, 1, -1)], windows=[(-1, -0.5), (0.5, 1)]),
+    Unary(
+        "Atan",
+        "Atan",
+        np.arctan,
+        (-100, 100),
+        mono=INC,
+        sat=[(-1, -BIG), (1, BIG)],
+        windows=[(1, 2), (1e6, 1e9)],
+    ),
+    Unary(
+        "Sinh",
+        "Sinh",
+        np.sinh,
+        (-100, 100),
+        mono=INC,
+        sat=[(-1, -BIG), (1, BIG)],
+        windows=[(0.5, 2), (88, 90)],
+    ),
+    Unary(
+        "Cosh",
+        "Cosh",
+        np.cosh,
+        (-100, 100),
+        mono=[(-math.inf, 0, -1), (0, math.inf, 1)],
+        sat=[(-1, -BIG), (1, BIG)],
+        windows=[(0.5, 2), (88, 90)],
+    ),
     Unary("Asinh", "Asinh", np.arcsinh, (-100, 100), mono=INC, windows=[(0.5, 2)]),
-    Unary("Acosh", "Acosh", np.arccosh, (1, 100), mono=[(1, math.inf, 1)],
-          windows=[(1, 2)]),
+    Unary("Acosh", "Acosh", np.arccosh, (1, 100), mono=[(1, math.inf, 1)], windows=[(1, 2)]),
     Unary("Atanh", "Atanh", np.arctanh, (-1, 1), mono=[(-1, 1, 1)], windows=[(0.5, 1)]),
-    Unary("Elu", "Elu", ref_elu, (-110, 20), mono=INC, sat=[(-1, -BIG)],
-          windows=[(-2, -0.5), (-20, -15), (-1e-6, 0)]),
-    Unary("Selu", "Selu", ref_selu, (-110, 20), mono=INC, sat=[(-1, -BIG)],
-          windows=[(-2, -0.5), (-20, -15), (-1e-6, 0)]),
-    Unary("Celu", "Celu", ref_elu, (-110, 20), fp16=False, mono=INC, sat=[(-1, -BIG)],
-          windows=[(-2, -0.5), (-20, -15), (-1e-6, 0)]),
-    Unary("Mish", "Mish", ref_mish, (-110, 20),
-          mono=[(-math.inf, -1.193, -1), (-1.192, math.inf, 1)], sat=[(-1, -BIG)],
-          windows=[(-4, -1), (0.5, 2), (-104, -85)]),
-    Unary("HardSigmoid", "HardSigmoid", ref_hardsigmoid, (-4, 4), mono=INC,
-          sat=[(-1, -BIG), (1, BIG)], windows=[(-3, -2), (2, 3)]),
-    Unary("HardSwish", "HardSwish", ref_hardswish, (-5, 5),
-          mono=[(-math.inf, -3, -1), (-3, -1.5, -1), (-1.5, math.inf, 1)],
-          sat=[(-1, -BIG)], windows=[(-3.5, -2.5), (2.5, 3.5)]),
-    Unary("Reciprocal", "Reciprocal", lambda x: 1.0 / x, (-10, 10),
-          mono=[(-math.inf, -1e-300, -1), (1e-300, math.inf, -1)],
-          windows=[(1, 2), (1e38, F32_MAX)]),
-    Unary("Pow(x,0.5)", "Pow", ref_pow(0.5), (0, 100), exponent=0.5,
-          mono=[(0, math.inf, 1)], windows=[(1, 4)]),
-    Unary("Pow(x,2)", "Pow", ref_pow(2.0), (-100, 100), exponent=2.0,
-          mono=[(-math.inf, 0, -1), (0, math.inf, 1)], sat=[(-1, -BIG), (1, BIG)],
-          windows=[(1, 2)]),
-    Unary("Pow(x,3)", "Pow", ref_pow(3.0), (-100, 100), exponent=3.0, mono=INC,
-          sat=[(-1, -BIG), (1, BIG)], windows=[(1, 2)]),
+    Unary(
+        "Elu",
+        "Elu",
+        ref_elu,
+        (-110, 20),
+        mono=INC,
+        sat=[(-1, -BIG)],
+        windows=[(-2, -0.5), (-20, -15), (-1e-6, 0)],
+    ),
+    Unary(
+        "Selu",
+        "Selu",
+        ref_selu,
+        (-110, 20),
+        mono=INC,
+        sat=[(-1, -BIG)],
+        windows=[(-2, -0.5), (-20, -15), (-1e-6, 0)],
+    ),
+    Unary(
+        "Celu",
+        "Celu",
+        ref_elu,
+        (-110, 20),
+        fp16=False,
+        mono=INC,
+        sat=[(-1, -BIG)],
+        windows=[(-2, -0.5), (-20, -15), (-1e-6, 0)],
+    ),
+    Unary(
+        "Mish",
+        "Mish",
+        ref_mish,
+        (-110, 20),
+        mono=[(-math.inf, -1.193, -1), (-1.192, math.inf, 1)],
+        sat=[(-1, -BIG)],
+        windows=[(-4, -1), (0.5, 2), (-104, -85)],
+    ),
+    Unary(
+        "HardSigmoid",
+        "HardSigmoid",
+        ref_hardsigmoid,
+        (-4, 4),
+        mono=INC,
+        sat=[(-1, -BIG), (1, BIG)],
+        windows=[(-3, -2), (2, 3)],
+    ),
+    Unary(
+        "HardSwish",
+        "HardSwish",
+        ref_hardswish,
+        (-5, 5),
+        mono=[(-math.inf, -3, -1), (-3, -1.5, -1), (-1.5, math.inf, 1)],
+        sat=[(-1, -BIG)],
+        windows=[(-3.5, -2.5), (2.5, 3.5)],
+    ),
+    Unary(
+        "Reciprocal",
+        "Reciprocal",
+        lambda x: 1.0 / x,
+        (-10, 10),
+        mono=[(-math.inf, -1e-300, -1), (1e-300, math.inf, -1)],
+        windows=[(1, 2), (1e38, F32_MAX)],
+    ),
+    Unary(
+        "Pow(x,0.5)",
+        "Pow",
+        ref_pow(0.5),
+        (0, 100),
+        exponent=0.5,
+        mono=[(0, math.inf, 1)],
+        windows=[(1, 4)],
+    ),
+    Unary(
+        "Pow(x,2)",
+        "Pow",
+        ref_pow(2.0),
+        (-100, 100),
+        exponent=2.0,
+        mono=[(-math.inf, 0, -1), (0, math.inf, 1)],
+        sat=[(-1, -BIG), (1, BIG)],
+        windows=[(1, 2)],
+    ),
+    Unary(
+        "Pow(x,3)",
+        "Pow",
+        ref_pow(3.0),
+        (-100, 100),
+        exponent=3.0,
+        mono=INC,
+        sat=[(-1, -BIG), (1, BIG)],
+        windows=[(1, 2)],
+    ),
 ]
 
 
@@ -469,9 +610,18 @@ def monotonicity(x: Arr, y: Arr, spec: Unary) -> list[MonoResult]:
         if bad.size:
             with np.errstate(invalid="ignore"):
                 drop = np.abs(ys[bad + 1] - ys[bad])
-            out.append(MonoResult(lo, hi, d, int(bad.size), float(xs[bad[0]]),
-                                  float(xs[bad[-1] + 1]), int(-diff[bad].min()),
-                                  float(np.nanmax(drop))))
+            out.append(
+                MonoResult(
+                    lo,
+                    hi,
+                    d,
+                    int(bad.size),
+                    float(xs[bad[0]]),
+                    float(xs[bad[-1] + 1]),
+                    int(-diff[bad].min()),
+                    float(np.nanmax(drop)),
+                )
+            )
         else:
             out.append(MonoResult(lo, hi, d, 0, None, None, 0, 0.0))
     return out
@@ -592,8 +742,18 @@ def run_unary(spec: Unary, fmt: FloatFmt) -> UnaryResult:
     try:
         sessions = {k: make_session(model, lv) for k, lv in LEVELS.items()}
     except Exception as exc:  # unsupported op / dtype
-        return UnaryResult(spec.name, fmt.name, "-", True, {}, [], [], [], 0.0,
-                           error=str(exc).splitlines()[0][:160])
+        return UnaryResult(
+            spec.name,
+            fmt.name,
+            "-",
+            True,
+            {},
+            [],
+            [],
+            [],
+            0.0,
+            error=str(exc).splitlines()[0][:160],
+        )
     nodes = executed_nodes(model)
 
     def run(x: Arr) -> dict[str, Arr]:
@@ -601,9 +761,7 @@ def run_unary(spec: Unary, fmt: FloatFmt) -> UnaryResult:
 
     x = fp32_samples(spec) if fmt is FP32 else fp16_samples()
     far = {side: far_input(v, fmt) for side, v in spec.sat}
-    y_far = {
-        side: float(run(np.array([v], fmt.dtype))["default"][0]) for side, v in far.items()
-    }
+    y_far = {side: float(run(np.array([v], fmt.dtype))["default"][0]) for side, v in far.items()}
     ys = run(x)
     r = reference(spec, x)
     if fmt is FP32 and spec.sat:  # refine saturation brackets exhaustively
@@ -625,8 +783,7 @@ def run_unary(spec: Unary, fmt: FloatFmt) -> UnaryResult:
         for v in ys.values()
     )
     sat_vals = sorted(set(y_far.values()) | {0.0})
-    err = {k: errors(x, v, r, fmt, sat_vals) for k, v in ys.items()
-           if k == "default" or not ident}
+    err = {k: errors(x, v, r, fmt, sat_vals) for k, v in ys.items() if k == "default" or not ident}
     y = ys["default"]
     mono = monotonicity(x, y, spec)
     sat, _ = saturation(x, y, rn, spec, fmt, y_far)
@@ -636,8 +793,9 @@ def run_unary(spec: Unary, fmt: FloatFmt) -> UnaryResult:
     with np.errstate(all="ignore"):
         rsp_rn = rsp.astype(fmt.dtype)
     specials = [(float(a), float(b), float(c)) for a, b, c in zip(xs, ysp, rsp_rn, strict=True)]
-    return UnaryResult(spec.name, fmt.name, nodes, ident, err, mono, sat, specials,
-                       time.perf_counter() - t0)
+    return UnaryResult(
+        spec.name, fmt.name, nodes, ident, err, mono, sat, specials, time.perf_counter() - t0
+    )
 
 
 def verify_with_mpmath(spec: Unary, x: float) -> float | None:
@@ -649,11 +807,25 @@ def verify_with_mpmath(spec: Unary, x: float) -> float | None:
     mp.mp.dps = 60
     v = mp.mpf(x)
     fns: dict[str, Callable[[Any], Any]] = {
-        "Exp": mp.exp, "Log": mp.log, "Sqrt": mp.sqrt, "Sigmoid": lambda t: 1 / (1 + mp.exp(-t)),
-        "Tanh": mp.tanh, "Erf": mp.erf, "Sin": mp.sin, "Cos": mp.cos, "Tan": mp.tan,
-        "Asin": mp.asin, "Acos": mp.acos, "Atan": mp.atan, "Sinh": mp.sinh, "Cosh": mp.cosh,
-        "Asinh": mp.asinh, "Acosh": mp.acosh, "Atanh": mp.atanh,
-        "Softplus": lambda t: mp.log1p(mp.exp(t)), "Softsign": lambda t: t / (1 + abs(t)),
+        "Exp": mp.exp,
+        "Log": mp.log,
+        "Sqrt": mp.sqrt,
+        "Sigmoid": lambda t: 1 / (1 + mp.exp(-t)),
+        "Tanh": mp.tanh,
+        "Erf": mp.erf,
+        "Sin": mp.sin,
+        "Cos": mp.cos,
+        "Tan": mp.tan,
+        "Asin": mp.asin,
+        "Acos": mp.acos,
+        "Atan": mp.atan,
+        "Sinh": mp.sinh,
+        "Cosh": mp.cosh,
+        "Asinh": mp.asinh,
+        "Acosh": mp.acosh,
+        "Atanh": mp.atanh,
+        "Softplus": lambda t: mp.log1p(mp.exp(t)),
+        "Softsign": lambda t: t / (1 + abs(t)),
         "Gelu": lambda t: t * mp.erfc(-t / mp.sqrt(2)) / 2,
         "Mish": lambda t: t * mp.tanh(mp.log1p(mp.exp(t))),
     }
@@ -680,13 +852,19 @@ def run_exhaustive(spec: Unary, lo_e: int, hi_e: int) -> ErrResult:
                 agg = er
                 continue
             if er.max_ulp > agg.max_ulp:
-                agg.max_ulp, agg.at_x, agg.at_y, agg.at_ref = er.max_ulp, er.at_x, er.at_y, er.at_ref
+                agg.max_ulp, agg.at_x, agg.at_y, agg.at_ref = (
+                    er.max_ulp,
+                    er.at_x,
+                    er.at_y,
+                    er.at_ref,
+                )
             agg.n_at = {k: max(v, er.n_at[k]) for k, v in agg.n_at.items()}
             if er.max_abs > agg.max_abs:
                 agg.max_abs, agg.abs_at_x = er.max_abs, er.abs_at_x
             if er.max_frac > agg.max_frac:
                 agg.max_frac, agg.frac_at_x = er.max_frac, er.frac_at_x
-            agg.y_min, agg.y_max = min(agg.y_min, er.y_min), max(agg.y_max, er.y_max)
+            agg.y_min = float(np.fmin(agg.y_min, er.y_min))  # ignores NaN (empty chunks)
+            agg.y_max = float(np.fmax(agg.y_max, er.y_max))
             agg.nan_mismatch += er.nan_mismatch
     assert agg is not None
     return agg
@@ -732,12 +910,14 @@ def softmax_rows(length: int, rng: np.random.Generator) -> dict[str, F64]:
     rows["0 and -d"] = two
     tiny = rng.normal(0.0, 1.0, (64, length))
     tiny[:, 0] = np.linspace(0, 200, 64)
-    rows["0/-inf/huge"] = np.concatenate([
-        tiny,
-        np.where(rng.random((8, length)) < 0.5, -np.inf, 0.0),
-        np.full((2, length), 0.0),
-        rng.choice([-3e38, 3e38], (8, length)),
-    ])
+    rows["0/-inf/huge"] = np.concatenate(
+        [
+            tiny,
+            np.where(rng.random((8, length)) < 0.5, -np.inf, 0.0),
+            np.full((2, length), 0.0),
+            rng.choice([-3e38, 3e38], (8, length)),
+        ]
+    )
     return rows
 
 
@@ -781,7 +961,9 @@ def run_softmax(op: str, fmt: FloatFmt, length: int) -> SoftmaxResult:
     rng = np.random.default_rng(1234 + length)
     node = helper.make_node(op, ["x"], ["y"], axis=-1)
     graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("x", fmt.tensor_type, [None, length])],
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", fmt.tensor_type, [None, length])],
         [helper.make_tensor_value_info("y", fmt.tensor_type, [None, length])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
@@ -792,8 +974,19 @@ def run_softmax(op: str, fmt: FloatFmt, length: int) -> SoftmaxResult:
     worst = (-1, "")
     n_at = dict.fromkeys(ladder(fmt, True), 0)
     acc: dict[str, float] = {
-        "abs": 0.0, "frac": 0.0, "ymin": math.inf, "ymax": -math.inf, "e0": 0, "e0r": 0.0, "e1": 0,
-        "e1r": 1.0, "e0t": 0, "e1t": 0, "smin": math.inf, "smax": -math.inf, "nan": 0,
+        "abs": 0.0,
+        "frac": 0.0,
+        "ymin": math.inf,
+        "ymax": -math.inf,
+        "e0": 0,
+        "e0r": 0.0,
+        "e1": 0,
+        "e1r": 1.0,
+        "e0t": 0,
+        "e1t": 0,
+        "smin": math.inf,
+        "smax": -math.inf,
+        "nan": 0,
     }
     ident = True
     for label, rows in softmax_rows(length, rng).items():
@@ -832,9 +1025,27 @@ def run_softmax(op: str, fmt: FloatFmt, length: int) -> SoftmaxResult:
                 acc["smin"] = min(acc["smin"], float(sm.min()))
                 acc["smax"] = max(acc["smax"], float(sm.max()))
     return SoftmaxResult(
-        op, fmt.name, length, nodes, ident, worst[0], worst[1], n_at, acc["frac"], acc["abs"],
-        acc["ymin"], acc["ymax"], int(acc["e0"]), acc["e0r"], int(acc["e1"]), acc["e1r"],
-        int(acc["e0t"]), int(acc["e1t"]), acc["smin"], acc["smax"], int(acc["nan"]),
+        op,
+        fmt.name,
+        length,
+        nodes,
+        ident,
+        worst[0],
+        worst[1],
+        n_at,
+        acc["frac"],
+        acc["abs"],
+        acc["ymin"],
+        acc["ymax"],
+        int(acc["e0"]),
+        acc["e0r"],
+        int(acc["e1"]),
+        acc["e1r"],
+        int(acc["e0t"]),
+        int(acc["e1t"]),
+        acc["smin"],
+        acc["smax"],
+        int(acc["nan"]),
         time.perf_counter() - t0,
     )
 
@@ -878,8 +1089,9 @@ def gemm_data(
     raise ValueError(dist)
 
 
-def gemm_model(variant: str, fmt: FloatFmt, m: int, k: int, n: int, b: Arr | None,
-               c: Arr | None) -> onnx.ModelProto:
+def gemm_model(
+    variant: str, fmt: FloatFmt, m: int, k: int, n: int, b: Arr | None, c: Arr | None
+) -> onnx.ModelProto:
     inputs = [helper.make_tensor_value_info("a", fmt.tensor_type, [m, k])]
     inits = []
     if b is None:
@@ -893,7 +1105,10 @@ def gemm_model(variant: str, fmt: FloatFmt, m: int, k: int, n: int, b: Arr | Non
     else:
         node = helper.make_node("MatMul", ["a", "b"], ["y"])
     graph = helper.make_graph(
-        [node], "g", inputs, [helper.make_tensor_value_info("y", fmt.tensor_type, [m, n])],
+        [node],
+        "g",
+        inputs,
+        [helper.make_tensor_value_info("y", fmt.tensor_type, [m, n])],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
@@ -947,21 +1162,27 @@ def _k(k: int) -> str:
 def print_unary(results: list[UnaryResult], specs: dict[str, Unary]) -> None:
     print("\n## Unary ops: error vs the float64 reference f, correctly rounded RN(f)")
     print("ulp  = max |ord(ort) - ord(RN(f))| (integer ulps of the output dtype, no slack)")
-    print("N@A  = the same max over points where |ort - f| > A, i.e. the (N ulp | A abs)"
-          " widening that covers every sampled point")
-    print("abs  = max |ort - f| where |f| <= 1; frac = max |ort - f| / ulp(f) for |f| >= tiny; range ="
-          " [min, max] of outputs; !CR = % not correctly rounded; lvl= : ORT_DISABLE_ALL"
-          " bit-identical to default")
+    print(
+        "N@A  = the same max over points where |ort - f| > A, i.e. the (N ulp | A abs)"
+        " widening that covers every sampled point"
+    )
+    print(
+        "abs  = max |ort - f| where |f| <= 1; frac = max |ort - f| / ulp(f) for |f| >= tiny; range ="
+        " [min, max] of outputs; !CR = % not correctly rounded; lvl= : ORT_DISABLE_ALL"
+        " bit-identical to default"
+    )
     for fmt in (FP32, FP16):
         rows = [r for r in results if r.fmt == fmt.name]
         if not rows:
             continue
         lad = ladder(fmt)
         print(f"\n### {fmt.name}")
-        print(f"{'op':12} {'ulp':>10} {'at x':>13} "
-              + " ".join(f"{'N@' + _k(k):>9}" for k in lad)
-              + f" {'abs':>8} {'at x':>12} {'frac':>7} {'range':>25} {'!CR%':>6} "
-              f"{'nan!':>4} {'lvl=':>4} executed")
+        print(
+            f"{'op':12} {'ulp':>10} {'at x':>13} "
+            + " ".join(f"{'N@' + _k(k):>9}" for k in lad)
+            + f" {'abs':>8} {'at x':>12} {'frac':>7} {'range':>25} {'!CR%':>6} "
+            f"{'nan!':>4} {'lvl=':>4} executed"
+        )
         for res in rows:
             if res.error:
                 print(f"{res.name:12} UNSUPPORTED: {res.error}")
@@ -971,11 +1192,13 @@ def print_unary(results: list[UnaryResult], specs: dict[str, Unary]) -> None:
                     continue
                 name = res.name if key == "default" else "  (disable)"
                 rng = f"[{e.y_min:.8g},{e.y_max:.8g}]"
-                print(f"{name:12} {e.max_ulp:>10} {fmt_x(e.at_x):>13} "
-                      + " ".join(f"{e.n_at[k]:>9}" for k in lad)
-                      + f" {e.max_abs:>8.2e} {fmt_x(e.abs_at_x):>12} {e.max_frac:>7.2f} "
-                      f"{rng:>25} {100 * e.frac_not_cr:>6.2f} {e.nan_mismatch:>4} "
-                      f"{'yes' if res.levels_identical else 'NO':>4} {res.executed_as}")
+                print(
+                    f"{name:12} {e.max_ulp:>10} {fmt_x(e.at_x):>13} "
+                    + " ".join(f"{e.n_at[k]:>9}" for k in lad)
+                    + f" {e.max_abs:>8.2e} {fmt_x(e.abs_at_x):>12} {e.max_frac:>7.2f} "
+                    f"{rng:>25} {100 * e.frac_not_cr:>6.2f} {e.nan_mismatch:>4} "
+                    f"{'yes' if res.levels_identical else 'NO':>4} {res.executed_as}"
+                )
 
     print("\n### Worst points (default level)")
     for res in results:
@@ -991,39 +1214,54 @@ def print_unary(results: list[UnaryResult], specs: dict[str, Unary]) -> None:
             chk = " (mpmath agrees)" if rn_mp == rn64 else f" (mpmath RN differs: {rn_mp!r})"
         line = f"{res.name:12} {res.fmt}: x={e.at_x!r} ort={e.at_y!r} f={e.at_ref!r}{chk}"
         if e.premature_range:
-            line += (f"; {e.n_premature_sat} outputs equal a limit (or 0) while RN(f) does"
-                     f" not, x in [{fmt_x(e.premature_range[0])},"
-                     f" {fmt_x(e.premature_range[1])}]")
+            line += (
+                f"; {e.n_premature_sat} outputs equal a limit (or 0) while RN(f) does"
+                f" not, x in [{fmt_x(e.premature_range[0])},"
+                f" {fmt_x(e.premature_range[1])}]"
+            )
         if e.nan_mismatch:
             line += f"; NaN mismatch e.g. x={e.nan_examples}"
         print(line)
 
-    print("\n## Monotonicity (default level; violations = adjacent sampled inputs where the"
-          " kernel moves against the real function's direction)")
+    print(
+        "\n## Monotonicity (default level; violations = adjacent sampled inputs where the"
+        " kernel moves against the real function's direction)"
+    )
     for res in results:
         for mo in res.mono:
             if mo.violations:
-                print(f"{res.name:12} {res.fmt}: on [{fmt_x(mo.lo)}, {fmt_x(mo.hi)}] dir "
-                      f"{mo.direction:+d}: {mo.violations} violations, x in "
-                      f"[{_opt(mo.x_from)}, {_opt(mo.x_to)}], max backwards step "
-                      f"{mo.max_drop_ulp} ulp / {mo.max_drop_abs:.3g} absolute")
-    clean = [f"{r.name}/{r.fmt}" for r in results
-             if r.mono and not any(m.violations for m in r.mono)]
+                print(
+                    f"{res.name:12} {res.fmt}: on [{fmt_x(mo.lo)}, {fmt_x(mo.hi)}] dir "
+                    f"{mo.direction:+d}: {mo.violations} violations, x in "
+                    f"[{_opt(mo.x_from)}, {_opt(mo.x_to)}], max backwards step "
+                    f"{mo.max_drop_ulp} ulp / {mo.max_drop_abs:.3g} absolute"
+                )
+    clean = [
+        f"{r.name}/{r.fmt}" for r in results if r.mono and not any(m.violations for m in r.mono)
+    ]
     print("monotone where the real function is:", ", ".join(clean) or "-")
 
     print("\n## Saturation thresholds (default level)")
-    print("first = input nearest 0 whose output is exactly the limit; stable = beyond it"
-          " every output is the limit; RN = same for the correctly rounded function")
-    print(f"{'op':12} {'dt':4} {'side':>4} {'limit ORT':>14} {'limit RN':>14} "
-          f"{'first ORT':>14} {'stable ORT':>14} {'first RN':>14} {'stable RN':>14}")
+    print(
+        "first = input nearest 0 whose output is exactly the limit; stable = beyond it"
+        " every output is the limit; RN = same for the correctly rounded function"
+    )
+    print(
+        f"{'op':12} {'dt':4} {'side':>4} {'limit ORT':>14} {'limit RN':>14} "
+        f"{'first ORT':>14} {'stable ORT':>14} {'first RN':>14} {'stable RN':>14}"
+    )
     for res in results:
         for s in res.sat:
-            print(f"{res.name:12} {res.fmt:4} {'-inf' if s.side < 0 else '+inf':>4} "
-                  f"{s.value_ort!r:>14} {s.value_rn!r:>14} {_opt(s.first_ort):>14} "
-                  f"{_opt(s.stable_ort):>14} {_opt(s.first_rn):>14} {_opt(s.stable_rn):>14}")
+            print(
+                f"{res.name:12} {res.fmt:4} {'-inf' if s.side < 0 else '+inf':>4} "
+                f"{s.value_ort!r:>14} {s.value_rn!r:>14} {_opt(s.first_ort):>14} "
+                f"{_opt(s.stable_ort):>14} {_opt(s.first_rn):>14} {_opt(s.stable_rn):>14}"
+            )
 
-    print("\n## Special inputs (default level): x->ORT, with [RN(f)]* where they differ by"
-          " more than 1 ulp or in NaN-ness")
+    print(
+        "\n## Special inputs (default level): x->ORT, with [RN(f)]* where they differ by"
+        " more than 1 ulp or in NaN-ness"
+    )
     for res in results:
         if res.error:
             continue
@@ -1041,41 +1279,54 @@ def print_unary(results: list[UnaryResult], specs: dict[str, Unary]) -> None:
 
 def print_softmax(results: list[SoftmaxResult]) -> None:
     print("\n## Softmax / LogSoftmax (axis=-1); columns as for unary ops, plus:")
-    print("0! = outputs exactly 0 although RN(f) != 0 (f<=: the largest such f); 1! = outputs"
-          " exactly 1 although RN(f) != 1 (f>=: the smallest such f); #0/#1 = all exact 0/1"
-          " outputs; sum-1 = range of (sum of a row's outputs - 1) in units of u")
+    print(
+        "0! = outputs exactly 0 although RN(f) != 0 (f<=: the largest such f); 1! = outputs"
+        " exactly 1 although RN(f) != 1 (f>=: the smallest such f); #0/#1 = all exact 0/1"
+        " outputs; sum-1 = range of (sum of a row's outputs - 1) in units of u"
+    )
     for fmt in (FP32, FP16):
         rows = [r for r in results if r.fmt == fmt.name]
         lad = ladder(fmt, True)
         print(f"\n### {fmt.name}")
-        print(f"{'op':10} {'L':>5} {'ulp':>10} " + " ".join(f"{'N@' + _k(k):>9}" for k in lad)
-              + f" {'frac':>7} {'abs':>8} {'range':>26} {'0!':>6} {'f<=':>8} {'1!':>4} {'f>=':>10} "
-              f"{'#0':>7} {'#1':>5} {'sum-1 [u]':>14} {'nan!':>4} {'lvl=':>4} executed")
+        print(
+            f"{'op':10} {'L':>5} {'ulp':>10} "
+            + " ".join(f"{'N@' + _k(k):>9}" for k in lad)
+            + f" {'frac':>7} {'abs':>8} {'range':>26} {'0!':>6} {'f<=':>8} {'1!':>4} {'f>=':>10} "
+            f"{'#0':>7} {'#1':>5} {'sum-1 [u]':>14} {'nan!':>4} {'lvl=':>4} executed"
+        )
         for s in rows:
-            sums = (f"[{s.sum_dev_min:+.1f},{s.sum_dev_max:+.1f}]" if s.name == "Softmax"
-                    else "-")
+            sums = f"[{s.sum_dev_min:+.1f},{s.sum_dev_max:+.1f}]" if s.name == "Softmax" else "-"
             rng = f"[{s.y_min:.8g},{s.y_max:.8g}]"
-            print(f"{s.name:10} {s.length:>5} {s.max_ulp:>10} "
-                  + " ".join(f"{s.n_at[k]:>9}" for k in lad)
-                  + f" {s.max_frac:>7.2f} {s.max_abs:>8.2e} {rng:>26} {s.exact0_spurious:>6} "
-                  f"{s.exact0_max_ref:>8.2e} {s.exact1_spurious:>4} {s.exact1_min_ref:>10.8f} "
-                  f"{s.exact0_total:>7} {s.exact1_total:>5} {sums:>14} {s.nan_mismatch:>4} "
-                  f"{'yes' if s.levels_identical else 'NO':>4} {s.executed_as}")
+            print(
+                f"{s.name:10} {s.length:>5} {s.max_ulp:>10} "
+                + " ".join(f"{s.n_at[k]:>9}" for k in lad)
+                + f" {s.max_frac:>7.2f} {s.max_abs:>8.2e} {rng:>26} {s.exact0_spurious:>6} "
+                f"{s.exact0_max_ref:>8.2e} {s.exact1_spurious:>4} {s.exact1_min_ref:>10.8f} "
+                f"{s.exact0_total:>7} {s.exact1_total:>5} {sums:>14} {s.nan_mismatch:>4} "
+                f"{'yes' if s.levels_identical else 'NO':>4} {s.executed_as}"
+            )
             print(f"{'':10} worst ulp: {s.max_ulp_where}")
 
 
 def print_gemm(results: list[GemmResult]) -> None:
-    print("\n## MatMul/Gemm accumulation: max over outputs of |ort - exact| / (sum_k |a_k b_k|"
-          " [+ |c|]) in units of u (2^-24 fp32, 2^-11 fp16), max over both levels; N = 64;"
-          " the bound to confirm is K")
-    print(f"{'op':16} {'dt':4} {'K':>5} " + " ".join(f"{d:>9}" for d in GEMM_DISTS)
-          + f" {'max/K':>7} {'lvl=':>4} executed")
+    print(
+        "\n## MatMul/Gemm accumulation: max over outputs of |ort - exact| / (sum_k |a_k b_k|"
+        " [+ |c|]) in units of u (2^-24 fp32, 2^-11 fp16), max over both levels; N = 64;"
+        " the bound to confirm is K"
+    )
+    print(
+        f"{'op':16} {'dt':4} {'K':>5} "
+        + " ".join(f"{d:>9}" for d in GEMM_DISTS)
+        + f" {'max/K':>7} {'lvl=':>4} executed"
+    )
     for g in results:
         worst = max(g.ratio_u.values())
-        print(f"{g.op:16} {g.fmt:4} {g.k:>5} "
-              + " ".join(f"{g.ratio_u[d]:>9.3f}" for d in GEMM_DISTS)
-              + f" {worst / g.k:>7.4f} {'yes' if g.levels_identical else 'NO':>4} "
-              f"{g.executed_as}")
+        print(
+            f"{g.op:16} {g.fmt:4} {g.k:>5} "
+            + " ".join(f"{g.ratio_u[d]:>9.3f}" for d in GEMM_DISTS)
+            + f" {worst / g.k:>7.4f} {'yes' if g.levels_identical else 'NO':>4} "
+            f"{g.executed_as}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1094,8 +1345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    print(f"onnxruntime {ort.__version__}, onnx {onnx.__version__}, numpy {np.__version__}, "
-          f"python {platform.python_version()}, {platform.machine()}, opset {OPSET}")
+    print(
+        f"onnxruntime {ort.__version__}, onnx {onnx.__version__}, numpy {np.__version__}, "
+        f"python {platform.python_version()}, {platform.machine()}, opset {OPSET}"
+    )
     out: dict[str, Any] = {}
     if not args.skip_unary:
         only = {s for s in args.only.split(",") if s}
@@ -1104,12 +1357,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         for fmt in (FP32, FP16):
             for spec in specs:
                 if fmt is FP16 and not spec.fp16:
-                    results.append(UnaryResult(spec.name, fmt.name, "-", True, {}, [], [], [],
-                                               0.0, error="not in the ONNX type constraints"))
+                    results.append(
+                        UnaryResult(
+                            spec.name,
+                            fmt.name,
+                            "-",
+                            True,
+                            {},
+                            [],
+                            [],
+                            [],
+                            0.0,
+                            error="not in the ONNX type constraints",
+                        )
+                    )
                     continue
                 results.append(run_unary(spec, fmt))
-                print(f"  .. {spec.name} {fmt.name} {results[-1].seconds:.1f}s",
-                      file=sys.stderr)
+                print(f"  .. {spec.name} {fmt.name} {results[-1].seconds:.1f}s", file=sys.stderr)
         print_unary(results, {s.name: s for s in UNARY})
         out["unary"] = [r.__dict__ for r in results]
         if args.exhaustive:
@@ -1118,13 +1382,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_exhaustive(ex, lo_e, hi_e)
             out["exhaustive"] = {name: e.__dict__ for name, e in ex}
     if not args.skip_softmax:
-        sm = [run_softmax(op, fmt, n) for fmt in (FP32, FP16)
-              for op in ("Softmax", "LogSoftmax") for n in SOFTMAX_LENGTHS]
+        sm = [
+            run_softmax(op, fmt, n)
+            for fmt in (FP32, FP16)
+            for op in ("Softmax", "LogSoftmax")
+            for n in SOFTMAX_LENGTHS
+        ]
         print_softmax(sm)
         out["softmax"] = [r.__dict__ for r in sm]
     if not args.skip_gemm:
-        gm = [run_gemm(name, bc, m, fmt, k) for fmt in (FP32, FP16)
-              for name, bc, m in GEMM_VARIANTS for k in (16, 256, 4096)]
+        gm = [
+            run_gemm(name, bc, m, fmt, k)
+            for fmt in (FP32, FP16)
+            for name, bc, m in GEMM_VARIANTS
+            for k in (16, 256, 4096)
+        ]
         print_gemm(gm)
         out["gemm"] = [r.__dict__ for r in gm]
     print(f"\ntotal {time.perf_counter() - t0:.1f}s")

@@ -17,7 +17,9 @@ the pytest run by tests/ops/conftest.py.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,6 +45,7 @@ __all__ = [
     "op_id",
     "opset_for",
     "record",
+    "sampler_of",
 ]
 
 # onnxruntime 1.31 loads models up to this default-domain opset; newer ones are tested by the
@@ -181,18 +184,19 @@ class Case:
     seed: int
     _model: dict[tuple[str, ...], onnx.ModelProto] = field(default_factory=dict)
     _inferred: Any = None
+    _fired: list[str] | None = None
 
     # ---- description (failure messages) ---------------------------------------------------
     def describe(self) -> str:
         parts = []
         for i, s in enumerate(self.specs):
             if isinstance(s, BoxSpec):
-                parts.append(f"x{i}=BoxSpec(lo={_short(s.lo)}, hi={_short(s.hi)}, shape={s.shape}, "
+                parts.append(f"x{i}=BoxSpec(lo={short(s.lo)}, hi={short(s.hi)}, shape={s.shape}, "
                              f"dtype={s.dtype})")
             elif s is None:
                 parts.append(f"x{i}=None")
             else:
-                parts.append(f"x{i}=array({_short(s)}, dtype={s.dtype}, shape={s.shape})")
+                parts.append(f"x{i}=array({short(s)}, dtype={s.dtype}, shape={s.shape})")
         return f"{op_id(self.op)} at opset {self.opset}: " + ", ".join(parts) + f"; attrs={self.raw_attrs}"
 
     # ---- points ---------------------------------------------------------------------------
@@ -291,6 +295,13 @@ class Case:
 
         return run_graph(graph, env, step, outer=outer)
 
+    def hazards_fired(self) -> list[str]:
+        """Rule codes of the op's hazards that fire for the input boxes (as the checker asks)."""
+        if self._fired is None:
+            ctx = self.ctx()
+            self._fired = [h.rule for h in self.op.hazards if h.check(ctx, list(self.boxes), self.attrs)]
+        return self._fired
+
     # ---- ONNX model -----------------------------------------------------------------------
     def model(self, outs: Sequence[np.ndarray]) -> onnx.ModelProto:
         """The single-node model with one output per concrete output (its dtype and rank)."""
@@ -325,7 +336,7 @@ class Case:
         return {f"x{i}": np.asarray(values[i]) for i in self.box_slots()}
 
 
-def _short(v: Any) -> str:
+def short(v: Any) -> str:
     a = np.asarray(v)
     return np.array2string(a, precision=8, threshold=12, separator=",").replace("\n", "")
 
@@ -368,28 +379,44 @@ def _build_model(case: Case, outs: list[tuple[np.dtype, int]]) -> onnx.ModelProt
     if case.op.domain:
         opsets.append(helper.make_opsetid(case.op.domain, case.opset))
     model = helper.make_model(graph, opset_imports=opsets, producer_name="numsentry-tests")
-    try:
+    # an opset newer than onnx's version table keeps onnx's default IR version
+    with contextlib.suppress(Exception):
         model.ir_version = helper.find_min_ir_version_for(opsets, ignore_unknown=True)
-    except Exception:  # an opset newer than the version table: keep onnx's default
-        pass
     return model
 
 
 def bind_attrs(op: OpDef, opset: int, specs: Sequence[Any], raw: dict[str, Any]) -> dict[str, Any]:
     """Attributes as `numsentry.ir.load` binds them (schema defaults, graphs converted)."""
-    from numsentry.ir.load import _bind_attrs  # the loader's own binding: same keywords as in a check
+    # the loader's own binding, so rules get the same keywords as in a check
+    from numsentry.ir.load import _bind_attrs
 
     node = _node(op, specs, raw, 1)
     domain = op.domain or ""
     return _bind_attrs(node, opset, {"": opset if not domain else 13, domain: opset}, "<test>", "")
 
 
+def sampler_of(op: OpDef) -> Any:
+    """The op's sampler; ``None`` means the generic elementwise one (as `OpDef` documents),
+    with as many float inputs as the schema requires. ``None`` when even that does not apply."""
+    if op.sample is not None:
+        return op.sample
+    from numsentry.ops.rules import elementwise_sample
+
+    try:
+        schema = onnx.defs.get_schema(op.op_type, opset_for(op), op.domain)
+    except Exception:
+        return None
+    n = sum(1 for i in schema.inputs if i.option != onnx.defs.OpSchema.FormalParameterOption.Optional)
+    return elementwise_sample(max(n, 1)) if n else None
+
+
 def draw_case(op: OpDef, draw: Any) -> Case:
     """Draw a case with the op's sampler (and a seed for its concrete points)."""
     from hypothesis import strategies as st
 
-    assert op.sample is not None
-    specs, raw = op.sample(draw)
+    sampler = sampler_of(op)
+    assert sampler is not None
+    specs, raw = sampler(draw)
     specs = list(specs)
     for i, s in enumerate(specs):
         if not (s is None or isinstance(s, (BoxSpec, np.ndarray))):
@@ -447,19 +474,24 @@ def ort_session(case: Case, outs: Sequence[np.ndarray]) -> tuple[Any, str | None
     except Exception as e:
         msg = str(e)
         if "NOT_IMPLEMENTED" in msg or "Could not find an implementation" in msg or "is not a registered" in msg:
-            _ORT_UNSUPPORTED[sig] = f"onnxruntime lacks it: {_ort_reason(msg)}"
+            _ORT_UNSUPPORTED[sig] = f"onnxruntime lacks it: {ort_reason(msg)}"
             return None, _ORT_UNSUPPORTED[sig]
-        return None, f"onnxruntime rejects the model: {_ort_reason(msg)}"
+        if "not supported" in msg or "not implemented" in msg.lower():
+            return None, f"onnxruntime lacks it: {ort_reason(msg)}"
+        return None, f"onnxruntime rejects the model: {ort_reason(msg)}"
     return sess, None
 
 
-def _ort_reason(msg: str) -> str:
+def ort_reason(msg: str) -> str:
+    """The informative part of an onnxruntime error (no source paths or C++ signatures)."""
     msg = msg.replace("\n", " ")
     for key in ("Could not find an implementation for ", "] : "):
         if key in msg:
             msg = msg.split(key, 1)[1]
             break
-    return msg[:160]
+    msg = re.sub(r"/onnxruntime_src/\S+:\d+ ", "", msg)
+    msg = re.sub(r"onnxruntime::\S+\(.*?\)( \[with [^\]]*\])? ", "", msg)
+    return msg[:200]
 
 
 _REF_UNSUPPORTED: dict[tuple[str, str, int], str] = {}

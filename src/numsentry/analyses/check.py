@@ -232,7 +232,6 @@ class _Checker:
                                          hint="see `numsentry ops`; drop --unsupported error to treat its outputs as unknown")
             for out_name in node.outputs:
                 self.clean.pop(out_name, None)
-            self._tick(node)
             return self.top_outputs(node, ctx)
         clean_ins = [self.clean.get(name, b) if name else None for name, b in zip(node.inputs, ins, strict=False)]
         differs = any(c is not b for c, b in zip(clean_ins, ins, strict=False)) or any(
@@ -265,7 +264,6 @@ class _Checker:
                 raise UnsupportedOpError(f"node {node.label}: {e}") from e
             for out_name in node.outputs:
                 self.clean.pop(out_name, None)
-            self._tick(node)
             return self.top_outputs(node, ctx)
         fired_clean = bool(fired)
         if op.overflow_rule is not None and op.overflow_rule in self.rules:
@@ -280,12 +278,7 @@ class _Checker:
                 self.clean[name] = c
             else:
                 self.clean.pop(name, None)
-        self._tick(node)
         return outs
-
-    def _tick(self, node: Node) -> None:
-        if self.progress is not None and node.name.count("/") == 0:
-            self.progress(node)
 
     def _overflow_msg(self, op: OpDef, outs: list[Box], ctx: Ctx) -> str:
         b = next(o for o in outs if _infinite(o))
@@ -341,7 +334,7 @@ def run_check(model: Model, options: CheckOptions | None = None,
     t0 = time.perf_counter()
     checker = _Checker(model, opt, progress)
     env, infos = checker.initial_env()
-    outs = run_graph(model.graph, env, checker.step, on_free=checker.on_free)
+    outs = run_graph(model.graph, env, checker.step, on_free=checker.on_free, progress=progress)
     order = {n.name: i for i, n in enumerate(model.graph.all_nodes())}
     findings = sorted(checker.findings.values(), key=lambda f: (order.get(f.node, 1 << 30), f.rule))
     return CheckResult(

@@ -207,19 +207,20 @@ def _nan_at_inf(f_raw: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: n
 XG = tuple[Callable[[np.ndarray], np.ndarray], Sequence[float], bool]
 
 
-def _xg_rule(make: Callable[..., XG], err: float) -> Callable[..., Box]:
+def _xg_rule(make: Callable[..., XG], err: float, floor: float = 0.0) -> Callable[..., Box]:
     """Interval rule of ``x * g(x)`` with ``g`` in [0, 1], computed with |error of g| <= err*eps.
 
     ``make(**attrs)`` returns the exact function ``x * g(x)`` (float64), its critical points
     and whether the runtime's ``g`` surely stays >= 0. The runtime result is ``x * (g(x) + e)``;
     when its ``g`` stays in [0, 1] the result also keeps x's sign and stays within [-|x|, |x|]
-    (up to the final rounding, which ``ulps`` covers).
+    (up to the final rounding, which ``ulps`` covers). ``floor`` is a format-independent
+    minimum of the error of ``g`` (kernels that compute ``g`` in float32 even for float64).
     """
 
     def rule(ctx: Ctx, x: Box, **attrs: Any) -> Box:
         f_raw, crit, sign_safe = make(**attrs)
         f = _limit0(f_raw)
-        e = err * _eps(ctx, x)
+        e = max(err * _eps(ctx, x), floor)
         lo, hi = x.bounds64()
         lo, hi = np.broadcast_arrays(lo, hi)
         nb = np.minimum(hi, 0.0)
@@ -345,7 +346,10 @@ def _hardswish_make() -> XG:
 
 
 _register(
-    "Gelu", since=20, concrete=_gelu_c, interval=_xg_rule(_gelu_make, 8.0), ulps=4, overflow_rule=None,
+    # onnxruntime's float64 Gelu(tanh) clamps tanh's argument at 9 as in float32: |g error| up
+    # to 1.5e-8, hence the float32-level floor
+    "Gelu", since=20, concrete=_gelu_c, interval=_xg_rule(_gelu_make, 8.0, floor=8 * 2.0**-24), ulps=4,
+    overflow_rule=None,
     property=f"x * Phi(x): decreasing below its minimum at x = {_GELU_MIN:.4f} (tanh form {_GELU_TANH_MIN:.4f}), increasing above",
     sample=lambda draw: _unary(draw, -10.0, 10.0, attrs={"approximate": _pick(draw, ["none", "tanh"])}),
     doc="x * Phi(x) (approximate='tanh': tanh form); NaN at -inf",
@@ -466,13 +470,25 @@ def _leaky_c(k: Any, x: Any, alpha: float = 0.01) -> Any:
     return k.xp.where(x >= 0, x, x * _f32(alpha))
 
 
+def _attr_variants(v: float, dtype: np.dtype) -> list[float]:
+    """An attribute as float32 and as rounded into ``dtype``: native float16 kernels
+    (onnxruntime's LeakyRelu) round it, kernels run through float32 casts do not."""
+    vals = {_f32(v)}
+    if dtype.kind == "f" and dtype.itemsize < 4:
+        vals.add(float(np.asarray(v, dtype=dtype)))
+    return sorted(vals)
+
+
 def _leaky_iv(ctx: Ctx, x: Box, alpha: float = 0.01) -> Box:
-    a = _f32(alpha)
     lo, hi = x.bounds64()
-    with np.errstate(invalid="ignore"):
-        n_lo, n_hi = _scale(lo, np.minimum(hi, 0.0), a)
-    out = _hull((lo < 0, n_lo, n_hi), (hi >= 0, np.maximum(lo, 0.0), hi))
-    nan = a == 0 and bool(np.isinf(lo).any())  # 0 * -inf
+    parts = [(hi >= 0, np.maximum(lo, 0.0), hi)]
+    nan = False
+    for a in _attr_variants(alpha, x.dtype):
+        with np.errstate(invalid="ignore"):
+            n_lo, n_hi = _scale(lo, np.minimum(hi, 0.0), a)
+        parts.append((lo < 0, n_lo, n_hi))
+        nan = nan or (a == 0 and bool(np.isinf(lo).any()))  # 0 * -inf
+    out = _hull(*parts)
     return Box(*out, x.shape, x.dtype, x.nan or nan)
 
 
@@ -529,9 +545,22 @@ def _shrink_c(k: Any, x: Any, bias: float = 0.0, lambd: float = 0.5) -> Any:
     return xp.where(x < -lam, x + b, xp.where(x > lam, x - b, xp.zeros_like(x)))
 
 
+def _to_f32_outward(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 values enclosing [lo, hi]."""
+    with np.errstate(over="ignore"):
+        lo32, hi32 = lo.astype(np.float32), hi.astype(np.float32)
+    lo32 = np.where(lo32.astype(np.float64) > lo, np.nextafter(lo32, np.float32(-np.inf)), lo32)
+    hi32 = np.where(hi32.astype(np.float64) < hi, np.nextafter(hi32, np.float32(np.inf)), hi32)
+    return lo32.astype(np.float64), hi32.astype(np.float64)
+
+
 def _shrink_iv(ctx: Ctx, x: Box, bias: float = 0.0, lambd: float = 0.5) -> Box:
     b, lam = _f32(bias), _f32(lambd)
     lo, hi = x.bounds64()
+    # onnxruntime runs float64 Shrink in float32 (Shrink(1.0000000001) = 1.0)
+    f64 = x.dtype == np.float64
+    if f64:
+        lo, hi = _to_f32_outward(lo, hi)
     zero = np.zeros_like(lo)
     left = (lo < -lam, lo + b, np.minimum(hi, -lam) + b)  # x < -lambd: x + bias
     # x > lambd and not x < -lambd (the first test wins when lambd < 0)
@@ -539,6 +568,8 @@ def _shrink_iv(ctx: Ctx, x: Box, bias: float = 0.0, lambd: float = 0.5) -> Box:
     right = ((hi > lam) & (hi >= -lam), np.maximum(lo, r_from) - b, hi - b)
     middle = ((lam >= 0) & (lo <= lam) & (hi >= -lam), zero, zero)
     out_lo, out_hi = _hull(left, right, middle)
+    if f64:
+        out_lo, out_hi = _to_f32_outward(out_lo, out_hi)
     if x.dtype.kind in "iu":
         out_lo, out_hi = np.floor(out_lo), np.ceil(out_hi)
     return Box(out_lo, out_hi, x.shape, x.dtype, x.nan)
@@ -608,7 +639,9 @@ def _clip_sample(draw: Any) -> tuple[list[Any], dict[str, Any]]:
 
 
 _register(
-    "LeakyRelu", since=6, concrete=_leaky_c, interval=_leaky_iv, exact=True,
+    # ulps=1: onnxruntime's native float16 kernel rounds subnormal results by up to 1 ULP
+    # (-8.94e-6 * 0.01 gives 2 subnormal units, the correctly rounded result is 1)
+    "LeakyRelu", since=6, concrete=_leaky_c, interval=_leaky_iv, exact=True, ulps=1,
     property="piecewise linear (critical point 0)",
     sample=lambda draw: _unary(draw, -10.0, 10.0, attrs={"alpha": _pick(draw, [0.01, 0.2, -0.5, 2.0])}),
     doc="x for x >= 0, alpha * x otherwise",

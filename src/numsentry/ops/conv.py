@@ -113,7 +113,7 @@ def _finite_or_top(x: Box, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if inf.any():
         lo = np.where(inf, 0.0, lo)
         hi = np.where(inf, 0.0, hi)
-    return lo, hi, bad
+    return lo, hi, np.asarray(bad)
 
 
 def _apply_bad(lo: np.ndarray, hi: np.ndarray, bad: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -170,16 +170,19 @@ def _contract(w: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return np.matmul(xs[:, :, None], w)
 
 
-def _tap_intervals(xm: np.ndarray, xr: np.ndarray, xmag: np.ndarray, w: Box, group: int,
+def _tap_intervals(lo_c: np.ndarray, hi_c: np.ndarray, w: Box, group: int,
                    transpose: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per (batch, out channel, tap): centre and radius of ``sum_c W x_c``; and sum |W| mag(x).
 
-    ``x*`` are ``[N', C]``; ``w`` holds ``[M, C/g, *k]`` (Conv) or ``[C, M/g, *k]``
-    (ConvTranspose). Returns ``[N', M, K]`` centre and radius and the ``[N', M]`` magnitude
-    sum over channels and taps (for the accumulation error).
+    ``lo_c``/``hi_c`` are ``[N', C]`` (finite); ``w`` holds ``[M, C/g, *k]`` (Conv) or
+    ``[C, M/g, *k]`` (ConvTranspose). Returns ``[N', M, K]`` centre and radius and the
+    ``[N', M]`` magnitude sum over channels and taps (for the accumulation error). Point
+    weights go through matrix products in centre-radius form (exact); weight boxes take the
+    exact product interval of every term.
     """
-    n_, c = xm.shape
+    n_, c = lo_c.shape
     cg = c // group
+    xm, xr, xmag = _mid_rad(lo_c, hi_c)
 
     def xg(*parts: np.ndarray) -> np.ndarray:
         return np.stack([p_.reshape(n_, group, cg) for p_ in parts], axis=2)  # [N', G, J, Cg]
@@ -193,19 +196,25 @@ def _tap_intervals(xm: np.ndarray, xr: np.ndarray, xmag: np.ndarray, w: Box, gro
         tr = both[:, :, :, 0]
         magsum = (both[:, :, :, 0] + both[:, :, :, 1]).sum(axis=-1)
     else:
-        lo, hi = w.bounds64()
-        lo = lo.reshape((1,) * (w.rank - lo.ndim) + lo.shape)
-        hi = hi.reshape((1,) * (w.rank - hi.ndim) + hi.shape)
-        if lo.size == 1 and hi.size == 1:  # one range for the whole tensor (--weights trainable)
-            shape1 = (1, 1, 1, 1)
-            wm_, wr_, wmag_ = (a.reshape(shape1) for a in _mid_rad(lo, hi))
-        else:
-            full = np.broadcast_arrays(lo, hi, np.empty(w.shape, dtype=np.bool_))
-            wm_, wr_, wmag_ = (_gw(np.ascontiguousarray(a), group, transpose) for a in _mid_rad(full[0], full[1]))
+        wl, wh = w.bounds64()
+        wl = wl.reshape((1,) * (w.rank - wl.ndim) + wl.shape)
+        wh = wh.reshape((1,) * (w.rank - wh.ndim) + wh.shape)
         mg = w.shape[0] // group if not transpose else w.shape[1]
-        tm = _bshape(_contract(wm_, xg(xm))[:, :, :, 0], mg, kk)
-        tr = _bshape(_contract(np.abs(wm_), xg(xr))[:, :, :, 0] + _contract(wr_, xg(xmag))[:, :, :, 0], mg, kk)
-        magsum = _bshape(_contract(wmag_, xg(xmag))[:, :, :, 0], mg, kk).sum(axis=-1)
+        if wl.size == 1 and wh.size == 1:  # one range for the whole tensor (--weights trainable)
+            wl4 = wl.reshape(1, 1, 1, 1)
+            wh4 = wh.reshape(1, 1, 1, 1)
+        else:
+            full = np.broadcast_arrays(wl, wh, np.empty(w.shape, dtype=np.bool_))
+            wl4, wh4 = (_gw(np.ascontiguousarray(a), group, transpose) for a in full[:2])
+        xl5 = lo_c.reshape(n_, group, 1, cg, 1)
+        xh5 = hi_c.reshape(n_, group, 1, cg, 1)
+        prods = [wl4[None] * xl5, wl4[None] * xh5, wh4[None] * xl5, wh4[None] * xh5]
+        t_lo = np.minimum(np.minimum(prods[0], prods[1]), np.minimum(prods[2], prods[3])).sum(axis=3)
+        t_hi = np.maximum(np.maximum(prods[0], prods[1]), np.maximum(prods[2], prods[3])).sum(axis=3)
+        t_lo, t_hi = _bshape(t_lo, mg, kk), _bshape(t_hi, mg, kk)
+        tm, tr = t_lo / 2 + t_hi / 2, t_hi / 2 - t_lo / 2
+        wmag = np.maximum(np.abs(wl4), np.abs(wh4))
+        magsum = _bshape(_contract(wmag, xg(xmag))[:, :, :, 0], mg, kk).sum(axis=-1)
     m = tm.shape[1] * tm.shape[2]
     return tm.reshape(n_, m, kk), tr.reshape(n_, m, kk), magsum.reshape(n_, m)
 
@@ -245,17 +254,27 @@ def _coarse_out(ctx: Ctx, tm: np.ndarray, tr: np.ndarray, magsum: np.ndarray, ma
 def _full_conv_bounds(ctx: Ctx, x: Box, w: Box, b: Box | None, xl: np.ndarray, xh: np.ndarray,
                       run: Any, k_terms: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     """Bounds at full resolution: centre-radius convolutions via ``run(x, w)``."""
-    xm, xr, xmag = _mid_rad(np.broadcast_to(xl, x.shape), np.broadcast_to(xh, x.shape))
+    xl, xh = np.broadcast_to(xl, x.shape), np.broadcast_to(xh, x.shape)
+    b_lo, b_hi, b_mag = _bias_bounds(b, m)
+    sh = (1, m) + (1,) * (x.rank - 2)
+    if not w.is_point and w.lo.size == 1 and w.hi.size == 1:
+        # one weight range: the exact product interval of every element, summed over windows
+        wl, wh = float(w.lo.reshape(())), float(w.hi.reshape(()))
+        prods = [wl * xl, wl * xh, wh * xl, wh * xh]
+        ones = np.ones(w.shape)
+        lo = run(np.minimum(np.minimum(prods[0], prods[1]), np.minimum(prods[2], prods[3])), ones)
+        hi = run(np.maximum(np.maximum(prods[0], prods[1]), np.maximum(prods[2], prods[3])), ones)
+        ymag = run(np.maximum(np.abs(xl), np.abs(xh)), ones) * max(abs(wl), abs(wh)) + b_mag.reshape(sh)
+        err = _dot_error(ctx, x, k_terms, ymag)
+        return lo + b_lo.reshape(sh) - err, hi + b_hi.reshape(sh) + err
+    xm, xr, xmag = _mid_rad(xl, xh)
     wm, wr, wmag = _weight_parts(w)
     ym = run(xm, wm)
     point_x = not np.any(xr)
     yr = 0.0 if point_x else run(xr, np.abs(wm))
     if wr is not None:
         yr = yr + run(xmag, wr)
-    ymag = run(xmag, wmag)
-    b_lo, b_hi, b_mag = _bias_bounds(b, m)
-    sh = (1, m) + (1,) * (x.rank - 2)
-    ymag = ymag + b_mag.reshape(sh)
+    ymag = run(xmag, wmag) + b_mag.reshape(sh)
     err = _dot_error(ctx, x, k_terms, ymag)
     return ym - yr + b_lo.reshape(sh) - err, ym + yr + b_hi.reshape(sh) + err
 
@@ -275,10 +294,8 @@ def _conv_iv(ctx: Ctx, x: Box, w: Box, b: Box | None = None, auto_pad: str = "NO
     nan = x.nan or w.nan or (b is not None and b.nan)
     xl, xh, bad = _finite_or_top(x, group)
     if spatially_coarse(x) and not x.is_point:
-        xl2 = Box(xl, xh, x.shape, x.dtype)
-        lo_c, hi_c = _channel_bounds(xl2)
-        xm, xr, xmag = _mid_rad(lo_c, hi_c)
-        tm, tr, magsum = _tap_intervals(xm, xr, xmag, w, group, transpose=False)
+        lo_c, hi_c = _channel_bounds(Box(xl, xh, x.shape, x.dtype))
+        tm, tr, magsum = _tap_intervals(lo_c, hi_c, w, group, transpose=False)
         masks = combine_patterns([ck.tap_masks(out[i], x.shape[2 + i], kern[i], s[i], d[i], pb[i])
                                   for i in range(len(out))])
         lo, hi = _coarse_out(ctx, tm, tr, magsum, masks, b, k_terms, x, x.rank)
@@ -386,21 +403,19 @@ def _convt_iv(ctx: Ctx, x: Box, w: Box, b: Box | None = None, auto_pad: str = "N
     xl, xh, bad = _finite_or_top(x, group)
     if spatially_coarse(x) and not x.is_point:
         lo_c, hi_c = _channel_bounds(Box(xl, xh, x.shape, x.dtype))
-        xm, xr, xmag = _mid_rad(lo_c, hi_c)
-        tm, tr, magsum = _tap_intervals(xm, xr, xmag, w, group, transpose=True)
+        tm, tr, magsum = _tap_intervals(lo_c, hi_c, w, group, transpose=True)
         per_dim = [np.concatenate([ck.tap_masks_transpose(out[i], x.shape[2 + i], kern[i], s[i], d[i], p)
                                    for p in pbs[i]]) for i in range(len(out))]
         lo, hi = _coarse_out(ctx, tm, tr, magsum, combine_patterns(per_dim), b, k_terms, x, x.rank)
     else:
-        lo = hi = None
+        res = []
         for cand in itertools.product(*pbs):
             def run(a: np.ndarray, wt: np.ndarray, cand: Any = cand) -> np.ndarray:
                 return ck.conv_transpose(NUMPY, a, wt, None, s, d, list(cand), group, out)
 
-            l2, h2 = _full_conv_bounds(ctx, x, w, b, xl, xh, run, k_terms, m)
-            lo = l2 if lo is None else np.minimum(lo, l2)
-            hi = h2 if hi is None else np.maximum(hi, h2)
-        assert lo is not None and hi is not None
+            res.append(_full_conv_bounds(ctx, x, w, b, xl, xh, run, k_terms, m))
+        lo = np.min([r[0] for r in res], axis=0)
+        hi = np.max([r[1] for r in res], axis=0)
     lo, hi, unb = _apply_bad(lo, hi, bad, m)
     return Box(lo, hi, out_shape, x.dtype, nan or unb)
 

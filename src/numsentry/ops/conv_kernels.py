@@ -262,10 +262,14 @@ def _tap_view(x: Any, tap: Sequence[int], out: Ints, s: Ints, d: Ints) -> Any:
 
 
 def _lowest(k: Any, x: Any) -> float:
+    """The lowest finite value of ``x``'s dtype (the minimum of an integer dtype)."""
     name = str(x.dtype).replace("torch.", "")
-    import ml_dtypes
+    if "bfloat16" in name:
+        import ml_dtypes
 
-    return -float(ml_dtypes.finfo(name).max) if "bfloat16" in name else -float(np.finfo(np.dtype(name)).max)
+        return -float(ml_dtypes.finfo(name).max)
+    dt = np.dtype(name)
+    return float(np.iinfo(dt).min) if dt.kind in "iu" else -float(np.finfo(dt).max)
 
 
 def _bias(k: Any, y: Any, b: Any) -> Any:
@@ -286,15 +290,14 @@ def conv(k: Any, x: Any, w: Any, b: Any, strides: Ints, dilations: Ints, pb: Int
 
         xp_ = _pad(k, x, pb, pe, 0.0)
         fn = (F.conv1d, F.conv2d, F.conv3d)[nsp - 1]
-        y = fn(xp_, w, None, stride=tuple(strides), dilation=tuple(dilations), groups=group)
-        return _bias(k, y, b)
+        return _bias(k, fn(xp_, w, None, stride=tuple(strides), dilation=tuple(dilations), groups=group), b)
     xp = k.xp
     xpad = _pad(k, x, pb, pe, 0.0)
     n_, c = x.shape[0], x.shape[1]
     m = w.shape[0]
     cg, mg = c // group, m // group
     p = math.prod(out)
-    y = None
+    y: Any = None
     for tap in itertools.product(*(range(v) for v in w.shape[2:])):
         xs = xp.reshape(_tap_view(xpad, tap, out, strides, dilations), (n_, group, cg, p))
         wt = w[(slice(None), slice(None), *tap)]  # [M, Cg]
@@ -386,7 +389,7 @@ def max_pool(k: Any, x: Any, kernel: Ints, strides: Ints, dilations: Ints, pb: I
     taps = np.unravel_index(best, tuple(kernel))
     pos = []
     for i, t in enumerate(taps):
-        grid = np.arange(out[i]).reshape((1, 1) + tuple(out[j] if j == i else 1 for j in range(len(out))))
+        grid = np.arange(out[i]).reshape((1, 1, *(out[j] if j == i else 1 for j in range(len(out)))))
         pos.append(grid * strides[i] + t * dilations[i] - pb[i])
     sizes = list(x.shape[2:])
     if storage_order:
@@ -410,7 +413,6 @@ def avg_pool(k: Any, x: Any, kernel: Ints, strides: Ints, dilations: Ints, pb: I
 
     Taps past the end pad (ceil mode) never count, as in onnxruntime.
     """
-    xp = k.xp
     xpad = _pool_pad(k, x, kernel, strides, dilations, pb, out, 0.0)
     total = None
     for tap in itertools.product(*(range(v) for v in kernel)):

@@ -123,7 +123,7 @@ def _nll_boxes(ctx: Ctx, x: Box, target: Box, weight: Box | None, ignore_index: 
     if reduction == "none":
         return Box(l_lo, l_hi, target.shape, x.dtype, False)
     axes = tuple(range(l_lo.ndim))
-    sums = sum_bounds(l_lo, l_hi, axes, l_lo.shape, fmt)
+    sums = sum_bounds(l_lo, l_hi, axes, l_lo.shape, fmt, products=weight is not None)
     s_lo, s_hi, nan = float(np.min(sums[0])), float(np.max(sums[1])), sums[2]
     if reduction == "sum":
         return Box.range(s_lo, s_hi, (), x.dtype, nan)
@@ -138,8 +138,9 @@ def _nll_boxes(ctx: Ctx, x: Box, target: Box, weight: Box | None, ignore_index: 
         n_lo, n_hi = p["neg"]
         h_lo, h_hi = float(np.min(n_lo[act])), float(np.max(n_hi[act]))
         n = int(np.sum(act)) + 2
-        pad = accumulation_error(2 * n, np.asarray(max(abs(h_lo), abs(h_hi))), fmt.eps)
-        lo, hi = max(lo, h_lo - float(pad)), min(hi, h_hi + float(pad))
+        pad = float(accumulation_error(2 * n, np.asarray(max(abs(h_lo), abs(h_hi))), fmt.eps))
+        pad += n * fmt.tiny / d_lo  # products that underflow
+        lo, hi = max(lo, h_lo - pad), min(hi, h_hi + pad)
     return Box.range(lo, hi, (), x.dtype, nan)
 
 
@@ -160,7 +161,7 @@ def _log_softmax_box(ctx: Ctx, scores: Box) -> Box:
     # rule's ULPs do not cover next to 0 (max element); the result is never above 0 (sum >= 1)
     fmt = ctx.fmt(scores.dtype)
     c = scores.shape[1] if scores.rank > 1 else 1
-    err = float(accumulation_error(c + 8, np.ones(()), fmt.eps))
+    err = float(accumulation_error(c + 8, np.ones(()), fmt.eps)) if c > 1 else 0.0  # one class: 0
     lo, hi = lp.bounds64()
     lo = lo - err - 2 * fmt.eps * np.abs(lo)
     hi = np.minimum(hi + err, 0.0)

@@ -65,7 +65,7 @@ def _maxpool_iv(ctx: Ctx, x: Box, auto_pad: str = "NOTSET", ceil_mode: int = 0, 
                 strides: Any = None) -> tuple[Box, Box]:
     out, _, _, s, d, kern, variants = _geometry(x.shape, auto_pad, ceil_mode, dilations, kernel_shape, pads, strides)
     out_shape = (x.shape[0], x.shape[1], *out)
-    low = -ctx.fmt(x.dtype).max
+    low = float(np.iinfo(x.dtype).min) if x.dtype.kind in "iu" else -ctx.fmt(x.dtype).max
     if _coarse(x):
         lo, hi = bcast(x, x.rank)
         empty = False
@@ -77,13 +77,8 @@ def _maxpool_iv(ctx: Ctx, x: Box, auto_pad: str = "NOTSET", ceil_mode: int = 0, 
             lo = np.minimum(lo, low)
     else:
         xl, xh = x.full()
-        lo = hi = None
-        for vpb, _ in variants:
-            l2 = ck.max_pool(NUMPY, xl, kern, s, d, vpb, out)
-            h2 = ck.max_pool(NUMPY, xh, kern, s, d, vpb, out)
-            lo = l2 if lo is None else np.minimum(lo, l2)
-            hi = h2 if hi is None else np.maximum(hi, h2)
-        assert lo is not None and hi is not None
+        lo = np.min([ck.max_pool(NUMPY, xl, kern, s, d, vpb, out) for vpb, _ in variants], axis=0)
+        hi = np.max([ck.max_pool(NUMPY, xh, kern, s, d, vpb, out) for vpb, _ in variants], axis=0)
     lo, hi = np.maximum(lo, low), np.maximum(hi, low)
     return Box(lo, hi, out_shape, x.dtype, x.nan), _indices_box(x.shape, out_shape)
 
@@ -189,15 +184,11 @@ def _avgpool_iv(ctx: Ctx, x: Box, auto_pad: str = "NOTSET", ceil_mode: int = 0, 
     else:
         xl, xh = x.full()
         mag_full = np.maximum(np.abs(xl), np.abs(xh))
-        out_lo = out_hi = magsum = None
-        for vpb, vpe in variants:
-            l2 = ck.avg_pool(NUMPY, xl, kern, s, d, vpb, vpe, out, cip)
-            h2 = ck.avg_pool(NUMPY, xh, kern, s, d, vpb, vpe, out, cip)
-            m2 = ck.avg_pool(NUMPY, mag_full, kern, s, d, vpb, vpe, out, cip)
-            out_lo = l2 if out_lo is None else np.minimum(out_lo, l2)
-            out_hi = h2 if out_hi is None else np.maximum(out_hi, h2)
-            magsum = m2 if magsum is None else np.maximum(magsum, m2)
-        assert out_lo is not None and out_hi is not None and magsum is not None
+        res = [[ck.avg_pool(NUMPY, a, kern, s, d, vpb, vpe, out, cip) for a in (xl, xh, mag_full)]
+               for vpb, vpe in variants]
+        out_lo = np.min([r[0] for r in res], axis=0)
+        out_hi = np.max([r[1] for r in res], axis=0)
+        magsum = np.max([r[2] for r in res], axis=0)
     err = accumulation_error(k_terms + 1, magsum, eps) + accumulation_error(k_terms + 2, magsum, _EPS64)
     return Box(out_lo - err, out_hi + err, out_shape, x.dtype, x.nan)
 

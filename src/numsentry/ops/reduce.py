@@ -42,7 +42,6 @@ from numsentry.ops.rules import draw_interval, draw_shape
 __all__ = [
     "align",
     "guard_inf",
-    "widen_ulps",
     "interval_mul",
     "reduce_count",
     "reduce_max",
@@ -50,6 +49,7 @@ __all__ = [
     "reduce_sum",
     "resolve_axes",
     "sum_bounds",
+    "widen_ulps",
 ]
 
 
@@ -100,7 +100,8 @@ def reduce_min(a: np.ndarray, axes: Sequence[int], shape: Sequence[int]) -> np.n
 
 
 def sum_bounds(
-    tl: np.ndarray, th: np.ndarray, axes: Sequence[int], shape: Sequence[int], fmt: Any | None
+    tl: np.ndarray, th: np.ndarray, axes: Sequence[int], shape: Sequence[int], fmt: Any | None,
+    products: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """Bounds of a float sum of terms in [tl, th] over ``axes`` as a runtime computes it.
 
@@ -110,6 +111,8 @@ def sum_bounds(
         axes: Reduced axes.
         shape: Shape of the terms' tensor.
         fmt: The float format summed in, or ``None`` for exact (integer) sums.
+        products: The terms are real products the runtime rounds first (x*x, x*w): their
+            relative rounding is in gamma_N, their underflow (up to tiny/2 each) is added.
 
     Returns:
         (lo, hi, nan) with keepdims shapes; ``nan`` says +inf and -inf partial sums can meet.
@@ -125,6 +128,11 @@ def sum_bounds(
     with np.errstate(invalid="ignore", over="ignore"):
         lo = lo - accumulation_error(n, reduce_sum(np.abs(tl), axes, shape), fmt.eps)
         hi = hi + accumulation_error(n, reduce_sum(np.abs(th), axes, shape), fmt.eps)
+        if products:  # each nonzero product below the smallest normal errs by up to tiny / 2
+            small = (np.maximum(np.abs(tl), np.abs(th)) < 2 * fmt.tiny * 2.0 ** _mantissa_bits(fmt))
+            small = small & ((tl != 0) | (th != 0))
+            under = reduce_sum(np.where(small, fmt.tiny / 2, 0.0), axes, shape)
+            lo, hi = lo - under, hi + under
         g = 1.0 + accumulation_error(n, np.ones(()), fmt.eps)
         pos = reduce_sum(np.maximum(th, 0.0), axes, shape) * g
         neg = reduce_sum(np.minimum(tl, 0.0), axes, shape) * g
@@ -302,7 +310,7 @@ def _sum_iv(ctx: Ctx, x: Box, axes: Any = None, keepdims: int = 1, noop_with_emp
 def _sumsquare_iv(ctx: Ctx, x: Box, axes: Any = None, keepdims: int = 1, noop_with_empty_axes: int = 0) -> Box:
     ax, lo, hi = _prep(x, axes, noop_with_empty_axes)
     tl, th = _sq_bounds(lo, hi)
-    slo, shi, nan = sum_bounds(tl, th, ax, x.shape, _fmt_of(ctx, x))
+    slo, shi, nan = sum_bounds(tl, th, ax, x.shape, _fmt_of(ctx, x), products=True)
     return _finish(x, slo, shi, ax, keepdims, nan)
 
 
@@ -322,7 +330,7 @@ def _stored(ctx: Ctx, x: Box, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarra
 def _l2_iv(ctx: Ctx, x: Box, axes: Any = None, keepdims: int = 1, noop_with_empty_axes: int = 0) -> Box:
     ax, lo, hi = _prep(x, axes, noop_with_empty_axes)
     tl, th = _sq_bounds(lo, hi)
-    slo, shi, nan = sum_bounds(tl, th, ax, x.shape, _fmt_of(ctx, x))
+    slo, shi, nan = sum_bounds(tl, th, ax, x.shape, _fmt_of(ctx, x), products=True)
     slo, shi = _stored(ctx, x, np.maximum(slo, 0.0), shi)
     return _finish(x, np.sqrt(np.maximum(slo, 0.0)), np.sqrt(shi), ax, keepdims, nan)
 
@@ -468,7 +476,7 @@ def _prod_iv(ctx: Ctx, x: Box, axes: Any = None, keepdims: int = 1, noop_with_em
         gamma = accumulation_error(n, np.ones(()), fmt.eps)
         rel = gamma * np.maximum(np.abs(plo), np.abs(phi))
         plo, phi = plo - rel, phi + rel
-        normal_min = fmt.tiny * 2.0 ** (_mantissa_bits(fmt) - 1)
+        normal_min = fmt.tiny * 2.0 ** _mantissa_bits(fmt)
         under = log_small < np.log(normal_min) + np.log1p(gamma)
         absolute = n * fmt.tiny * big
         plo = np.where(under, plo - absolute, plo)

@@ -42,14 +42,14 @@ class _Plan:
         coef: ``[out, T]`` float64 weights.
         extrap: ``[out]`` outputs set to the extrapolation value, or None.
         x_ori: ``[out]`` source coordinates.
-        lam: Bound on ``sum_j |d coef[o, j] / d x_ori|`` (weights' speed along the coordinate).
+        lam: ``[out]`` bounds on ``sum_j |d coef[o, j] / d x_ori|`` (how fast weights move).
     """
 
     idx: np.ndarray
     coef: np.ndarray
     extrap: np.ndarray | None
     x_ori: np.ndarray
-    lam: float
+    lam: np.ndarray
 
 
 def _x_ori(ctm: str, out_n: int, in_n: int, scale: float, roi: tuple[float, float] | None,
@@ -75,10 +75,7 @@ def _x_ori(ctm: str, out_n: int, in_n: int, scale: float, roi: tuple[float, floa
         x = x + float(np.float32(r0 * np.float32(in_n - 1)))
         extrap = (x < 0) | (x > in_n - 1)
     elif ctm == "pytorch_half_pixel":
-        if width == 1:
-            x = np.full(out_n, -0.5)
-        else:
-            x = (y + 0.5) / scale - 0.5
+        x = np.full(out_n, -0.5) if width == 1 else (y + 0.5) / scale - 0.5
     elif ctm == "half_pixel":
         x = (y + 0.5) / scale - 0.5
     elif ctm == "half_pixel_symmetric":
@@ -142,7 +139,7 @@ def _cubic_dk(s: np.ndarray, a: float) -> np.ndarray:
 def _cubic_lambda(a: float) -> float:
     """max over r of sum_j |d c_j / d r| for the 4 cubic taps (fine grid, 10% slack)."""
     r = np.linspace(0, 1, 2001)
-    tot = sum(_cubic_dk(d, a) for d in (r + 1, r, 1 - r, 2 - r))
+    tot = np.sum([_cubic_dk(d, a) for d in (r + 1, r, 1 - r, 2 - r)], axis=0)
     return float(tot.max()) * 1.1 + 1e-9
 
 
@@ -168,10 +165,10 @@ def _axis_plan(x: np.ndarray, extrap: np.ndarray | None, in_n: int, scale: float
     """Indices and weights for source coordinates ``x`` (onnx.reference's formulas)."""
     out_n = x.shape[0]
     if out_n == 0:
-        return _Plan(np.zeros((0, 1), dtype=np.int64), np.zeros((0, 1)), None, x, 0.0)
+        return _Plan(np.zeros((0, 1), dtype=np.int64), np.zeros((0, 1)), None, x, np.zeros(0))
     if mode == "nearest":
         idx = np.clip(_nearest_index(x, nearest_mode), 0, in_n - 1).astype(np.int64)[:, None]
-        return _Plan(idx, np.ones((out_n, 1)), extrap, x, 0.0)
+        return _Plan(idx, np.ones((out_n, 1)), extrap, x, np.zeros(out_n))
     x0 = np.floor(x)
     ratio = np.where(x == x0, 1.0, x - x0)  # in (0, 1]: the reference prefers the left pixel
     s_aa = min(scale, 1.0) if antialias else 1.0
@@ -210,17 +207,21 @@ def _axis_plan(x: np.ndarray, extrap: np.ndarray | None, in_n: int, scale: float
         coef = np.where((idx < 0) | (idx >= in_n), 0.0, coef)
         tot = coef.sum(axis=1, keepdims=True)
         coef = coef / np.where(tot == 0, 1.0, tot)
-    # how fast the weights move with x (sum_j |d coef_j / dx|)
+    # how fast the weights move with x, per output: sum_j |d coef_j / dx|. Normalised weights
+    # c = k / S move at most sum|k'| * (1 + sum|c|) / S.
+    a_o = np.abs(coef).sum(axis=1)
     if antialias and s_aa < 1:
-        # n taps of slope <= slope * s_aa each, then divided by their sum
-        raw_sum = float(np.abs(raw.sum(axis=1)).min())
-        lam = n * slope * s_aa * (1 + float(np.abs(coef).sum(axis=1).max())) / max(raw_sum, 1e-12)
+        dk = n * slope * s_aa  # n taps of slope <= slope * s_aa
+        norm = raw.sum(axis=1)
     else:
-        lam = 2.0 if mode == "linear" else _cubic_lambda(a)
+        dk = 2.0 if mode == "linear" else _cubic_lambda(a)
+        norm = None
     if exclude_outside:
-        inside = np.where((idx < 0) | (idx >= in_n), 0.0, raw).sum(axis=1)
-        amp = (1 + float(np.abs(coef).sum(axis=1).max())) / max(float(np.abs(inside).min()), 1e-12)
-        lam *= amp
+        norm = np.where((idx < 0) | (idx >= in_n), 0.0, raw).sum(axis=1)
+    if norm is None:
+        lam: np.ndarray = np.full(out_n, dk)
+    else:
+        lam = dk * (1 + a_o) / np.maximum(np.abs(norm), 1e-12)
     return _Plan(np.clip(idx, 0, in_n - 1), coef, extrap, x, lam)
 
 
@@ -359,12 +360,19 @@ def _resize_c(k: Any, x: Any, roi: Any = None, scales: Any = None, sizes: Any = 
               mode: str = "nearest", nearest_mode: str = "round_prefer_floor") -> Any:
     spec = _Spec(mode, coordinate_transformation_mode, float(cubic_coeff_a), int(exclude_outside),
                  float(extrapolation_value), nearest_mode, int(antialias))
-    tonp = [None if v is None else np.asarray(k.to_numpy(v)) for v in (roi, scales, sizes)]
+    roi_n, sc_n, sz_n = (None if v is None else np.asarray(k.to_numpy(v)) for v in (roi, scales, sizes))
     shape = tuple(int(s) for s in x.shape)
-    out, scale, s32, rois = _geometry(shape, *tonp, axes, keep_aspect_ratio_policy)
+    out, scale, s32, rois = _geometry(shape, roi_n, sc_n, sz_n, axes, keep_aspect_ratio_policy)
+    xp = k.xp
+    int_dtype = x.dtype if xp.isdtype(x.dtype, "integral") and spec.mode != "nearest" else None
+    if int_dtype is not None:
+        x = xp.astype(x, xp.float64)  # interpolate integers in float64, round and saturate after
     for d in _axis_todo(shape, out, scale, rois, spec.ctm):
         x = _apply_axis(k, x, d, _plans(spec, shape[d], out[d], scale[d], s32[d], rois[d])[0],
                         spec.extrapolation_value)
+    if int_dtype is not None:
+        info = xp.iinfo(int_dtype)
+        x = xp.astype(xp.clip(xp.round(x), float(info.min), float(info.max)), int_dtype)
     return x
 
 
@@ -387,9 +395,9 @@ def _cshape(arr: np.ndarray, axis: int, rank: int) -> np.ndarray:
 
 
 def _delta(plan: _Plan, in_n: int, roi: tuple[float, float] | None) -> np.ndarray:
-    """Slack for a coordinate that differs from ours by a few float32 roundings, per output."""
+    """Slack for a runtime coordinate an ulp or two off ours (e.g. a contracted multiply-add)."""
     extra = 0.0 if roi is None else (abs(float(roi[0])) + abs(float(roi[1]))) * in_n
-    return 4 * _U32 * (np.abs(plan.x_ori) + 2 + extra)
+    return 2 * _U32 * (np.abs(plan.x_ori) + 1 + extra)
 
 
 def _interval_axis(lo: np.ndarray, hi: np.ndarray, axis: int, plans: list[_Plan], in_n: int, spec: _Spec,
@@ -418,26 +426,29 @@ def _interval_axis(lo: np.ndarray, hi: np.ndarray, axis: int, plans: list[_Plan]
             a_o = absc.sum(axis=1)
             s_o = plan.coef.sum(axis=1)
             taps = plan.idx.shape[1]
-            # coordinate slack, float32 weights, the weighted sum's rounding, our float64 sums
-            rel = (plan.lam * _delta(plan, in_n, roi) + 8 * taps * _U32 + _gamma(total_taps + 2, eps)
-                   + _gamma(2 * taps + 4, 2.0**-53))
+            # rounding: float32 weights (a few ops each), the weighted sum, our own float64 sums
+            acc = 6 * _U32 + _gamma(total_taps + 2, eps) + _gamma(2 * taps + 4, 2.0**-53)
+            # a coordinate a few float32 roundings off moves the weights by up to lam * delta
+            slack = plan.lam * _delta(plan, in_n, roi)
             if coarse:
                 sh = [1] * rank
                 sh[axis] = out_n
-                s_b, a_b, r_b = s_o.reshape(sh), a_o.reshape(sh), (rel * a_o).reshape(sh)
+                s_b, a_b = s_o.reshape(sh), a_o.reshape(sh)
+                r_b = (acc * a_o + slack).reshape(sh)
                 l2 = s_b * mid - a_b * rad - r_b * mag
                 h2 = s_b * mid + a_b * rad + r_b * mag
             else:
                 c = _cshape(plan.coef, axis, rank)
+                ac = _cshape(absc, axis, rank)
                 nm = (_take(mid, plan.idx, axis) * c).sum(axis=axis + 1)
-                nr = (_take(rad, plan.idx, axis) * _cshape(absc, axis, rank)).sum(axis=axis + 1)
-                # magnitudes of the window widened by one pixel each side (a shifted coordinate
-                # can bring the next pixel in)
+                nr = (_take(rad, plan.idx, axis) * ac).sum(axis=axis + 1)
+                nmag = (_take(mag, plan.idx, axis) * ac).sum(axis=axis + 1)
+                # the window widened by one pixel each side: a shifted coordinate brings it in
                 wide = np.concatenate([plan.idx[:, :1] - 1, plan.idx, plan.idx[:, -1:] + 1], axis=1)
                 mmax = _take(mag, np.clip(wide, 0, in_n - 1), axis).max(axis=axis + 1)
-                m_b = _cshape(rel * a_o, axis, rank)
-                l2 = nm - nr - m_b * mmax
-                h2 = nm + nr + m_b * mmax
+                margin = acc * nmag + _cshape(slack, axis, rank) * mmax
+                l2 = nm - nr - margin
+                h2 = nm + nr + margin
         if plan.extrap is not None and plan.extrap.any():
             sh = [1] * rank
             sh[axis] = out_n
@@ -514,15 +525,21 @@ def _resize_sample(opset: int) -> Any:
             attrs["exclude_outside"] = draw(st.integers(0, 1))
         if opset >= 18 and mode != "nearest" and draw(st.booleans()):
             attrs["antialias"] = 1
+        # onnxruntime uses the integer output length where the reference uses scale * length,
+        # and maps a length-1 output differently: sample where they agree
+        exact_width = ctm in ("align_corners", "tf_crop_and_resize", "pytorch_half_pixel", "half_pixel_symmetric")
         if draw(st.booleans()):
             # output sizes (the reference and onnxruntime agree on scales derived from sizes)
-            out = [shape[d] if d not in resized else draw(st.integers(1, 7)) for d in range(rank)]
+            lo_n = 2 if exact_width else 1
+            out = [shape[d] if d not in resized else draw(st.integers(lo_n, 7)) for d in range(rank)]
             sizes: np.ndarray | None = np.asarray(out, dtype=np.int64)
             scales = None
         else:
             choices = [0.5, 1.5, 2.0, 3.0, 0.75]
             sc = [1.0 if d not in resized else draw(st.sampled_from(choices)) for d in range(rank)]
-            sc = [v if v * n >= 1 else 1.0 for v, n in zip(sc, shape, strict=True)]  # no empty outputs
+            ok = [v * n >= (2 if exact_width else 1) and (not exact_width or float(v * n).is_integer())
+                  for v, n in zip(sc, shape, strict=True)]
+            sc = [v if good else 1.0 for v, good in zip(sc, ok, strict=True)]
             out = [int(v * n) for v, n in zip(sc, shape, strict=True)]
             sizes, scales = None, np.asarray(sc, dtype=np.float32)
         roi = None
@@ -552,7 +569,7 @@ for _v in (13, 18, 19):
 
 # ---- Upsample (deprecated since opset 10) -------------------------------------------------
 
-_UPSAMPLE = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+_UPSAMPLE: dict[str, Any] = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
 
 
 def _upsample_c(k: Any, x: Any, scales: Any, mode: str = "nearest") -> Any:
