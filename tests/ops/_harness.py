@@ -41,11 +41,19 @@ __all__ = [
     "ORT_MAX_OPSET",
     "RECORDED",
     "Case",
+    "containment_failure",
     "draw_case",
+    "float_input_scale",
+    "malformed",
     "op_id",
     "opset_for",
+    "ort_reason",
+    "ort_session",
     "record",
+    "reference_run",
     "sampler_of",
+    "short",
+    "width_failure",
 ]
 
 # onnxruntime 1.31 loads models up to this default-domain opset; newer ones are tested by the

@@ -266,7 +266,8 @@ class _Checker:
                 self.clean.pop(out_name, None)
             return self.top_outputs(node, ctx)
         fired_clean = bool(fired)
-        if op.overflow_rule is not None and op.overflow_rule in self.rules:
+        # an infinite output already explained by this node's own hazard is not a second finding
+        if op.overflow_rule is not None and op.overflow_rule in self.rules and not fired:
             clean_in_finite = all(not _infinite(b) for b in clean_ins)
             if clean_in_finite and any(_infinite(b) for b in clean_outs):
                 self.report(node, op, op.overflow_rule, self._overflow_msg(op, clean_outs, ctx), ins, ctx, after=False)

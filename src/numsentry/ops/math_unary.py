@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from numsentry.domains.box import Box
-from numsentry.ops.registry import Ctx, register
+from numsentry.ops.registry import Ctx, Hazard, register
 from numsentry.ops.rules import below, elementwise_sample, monotone
 
 register(
@@ -26,9 +26,21 @@ register(
     property="monotone increasing", sample=elementwise_sample(1, 0.01, 100), doc="natural log",
 )
 
+def _sqrt_zero_grad(ctx: Ctx, inputs: Any, attrs: dict[str, Any]) -> str | None:
+    x = inputs[0]
+    if x is None:
+        return None
+    lo, hi = x.bounds64()
+    # only where the input cannot be negative (NUM004 covers that) but can be exactly 0
+    if bool(((lo == 0) & (hi >= 0)).any()):
+        return f"sqrt of a value that can be exactly 0: infinite gradient in training, range {x.describe()}"
+    return None
+
+
 register(
     "Sqrt", since=6, concrete=lambda k, x: k.xp.sqrt(x), interval=monotone(lambda k, x: k.xp.sqrt(x)),
-    hazards=(below("NUM004", "sqrt of a negative value", 0.0, strict=True),), codomain=(0.0, np.inf),
+    hazards=(below("NUM004", "sqrt of a negative value", 0.0, strict=True), Hazard("NUM011", _sqrt_zero_grad)),
+    codomain=(0.0, np.inf),
     exact=True, overflow_rule=None, property="monotone increasing", sample=elementwise_sample(1, 0, 100),
     doc="square root (IEEE correctly rounded)",
 )

@@ -106,6 +106,6 @@ register(
 )
 register(
     "LogSoftmax", since=13, concrete=_logsoftmax_c, interval=_logsoftmax_iv, ulps=4,
-    codomain=(-np.inf, 0.0), overflow_rule=None, property="custom (competitor sums)", sample=_sample,
-    doc="log of softmax, computed stably",
+    codomain=(-np.inf, 0.0), overflow_rule="NUM007", property="custom (competitor sums)", sample=_sample,
+    doc="log of softmax, computed stably; -inf once the input spread exceeds the dtype's max",
 )

@@ -70,6 +70,12 @@ RULES: dict[str, Rule] = {r.code: r for r in [
          "Integer division by zero is undefined behaviour on most runtimes (crash or garbage).",
          "q = n // d   # d can be 0",
          "guard the divisor (max(d, 1))"),
+    Rule("NUM011", "sqrt-zero-gradient", "sqrt of a value that can be exactly 0 (infinite gradient)",
+         "The forward value sqrt(0) = 0 is fine, but the derivative 1 / (2 sqrt(x)) is inf at 0, so "
+         "training backpropagates inf, and inf * 0 = NaN through the chain rule. Norms of vectors "
+         "that can be all zero, and exp(x) that underflows (or is flushed) to 0 under a sqrt, hit it.",
+         "std = sqrt(mean(d * d))   # all-equal inputs give d = 0",
+         "add an epsilon inside the sqrt: sqrt(v + 1e-12), or clip the argument away from 0"),
     Rule("ANA001", "unsupported-op", "an operator numsentry has no rule for",
          "Its outputs are assumed to be anything ([-inf, inf], maybe NaN), which is sound but "
          "can cause later alarms. `--unsupported error` makes this an error.",
