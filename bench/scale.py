@@ -186,30 +186,32 @@ def run_one(path: str, runs: int = RUNS) -> dict[str, Any]:
     ranges = image_inputs(proto)
     del proto
     walls, analyses = [], []
-    res = None
     for _ in range(runs):
         t0 = time.perf_counter()
         res = check_model(path, ranges)
         walls.append(time.perf_counter() - t0)
         analyses.append(res.seconds)
-    assert res is not None
-    row.update(
-        nodes=res.nodes,
-        time_s=float(np.median(walls)),
-        analysis_s=float(np.median(analyses)),
-        peak_rss_mb=_peak_rss_mb(),
-        findings=dict(sorted(Counter(f.rule for f in res.findings).items())),
-        unsupported=sorted(res.unsupported),
-    )
+        row.update(nodes=res.nodes, findings=dict(sorted(Counter(f.rule for f in res.findings).items())),
+                   unsupported=sorted(res.unsupported))
+        del res  # a result holds the model: free it before the next run
+    row.update(time_s=float(np.median(walls)), analysis_s=float(np.median(analyses)), peak_rss_mb=_peak_rss_mb())
     return row
 
 
-def _prepare(src: Path, dst_dir: Path) -> Path:
+def _prepare(src: Path, dst: Path) -> None:
     import onnx
 
-    m = randomize(onnx.load(str(src)))
+    onnx.save(randomize(onnx.load(str(src))), str(dst))
+
+
+def _prepare_in_subprocess(src: Path, dst_dir: Path, timeout: float) -> Path:
+    """Randomize in a child process: the parent stays small, and a forked child's peak RSS
+    starts from its parent's (Linux keeps the high-water mark across fork and exec)."""
     dst = dst_dir / src.name
-    onnx.save(m, str(dst))
+    cmd = [sys.executable, "-m", "bench.scale", "--prepare", str(src), str(dst)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).resolve().parent.parent)
+    if p.returncode != 0 or not dst.exists():
+        raise RuntimeError((p.stderr.strip().splitlines() or ["no output"])[-1][:160])
     return dst
 
 
@@ -273,9 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*", help="substrings of model names (default: all)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--prepare", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--profile", action="store_true", help="cProfile one check of each selected model")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per model (default 600)")
     args = ap.parse_args(argv)
+    if args.prepare:
+        _prepare(Path(args.prepare[0]), Path(args.prepare[1]))
+        return 0
     if args.one:
         try:
             row = run_one(args.one)
@@ -291,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for src in models:
             try:
-                path = _prepare(src, Path(tmp))
+                path = _prepare_in_subprocess(src, Path(tmp), args.timeout)
             except Exception as e:
                 rows.append({"model": src.stem.replace("light_", ""), "error": f"prepare: {type(e).__name__}: {e}"})
                 continue

@@ -164,8 +164,8 @@ def round_bounds(
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
-        lo = lo - np.abs(lo) * _REL
-        hi = hi + np.abs(hi) * _REL
+        lo = lo - np.where(np.isfinite(lo), np.abs(lo) * _REL, 0.0)
+        hi = hi + np.where(np.isfinite(hi), np.abs(hi) * _REL, 0.0)
         if fmt.bits < 64:
             lo = lo.astype(fmt.np_dtype).astype(np.float64)
             hi = hi.astype(fmt.np_dtype).astype(np.float64)

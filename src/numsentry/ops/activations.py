@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from numsentry.domains.box import Box
+from numsentry.dtypes import is_float_dtype
 from numsentry.ops.registry import BoxSpec, Ctx, register
 from numsentry.ops.rules import bcast, draw_interval, draw_shape, elementwise_shape
 
@@ -59,7 +60,7 @@ def _inf_safe(rule: Callable[..., Box]) -> Callable[..., Box]:
     @functools.wraps(rule)
     def wrapped(ctx: Ctx, *args: Any, **kwargs: Any) -> Box:
         out = rule(ctx, *args, **kwargs)
-        if out.is_point or out.dtype.kind != "f":
+        if out.is_point or not is_float_dtype(out.dtype):
             return out
         lo, hi = out.bounds64()
         return out.with_bounds(np.where(lo == np.inf, _BIG, lo), np.where(hi == -np.inf, -_BIG, hi))
@@ -98,7 +99,7 @@ def _erf(k: Any, x: Any) -> Any:
     returns a Python float for them) and rounds the float64 result into ``x``'s dtype."""
     if k.name == "numpy":
         x = np.asarray(x)
-        dt = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+        dt = x.dtype if is_float_dtype(x.dtype) else np.dtype(np.float64)
         return _erf64(x).astype(dt)
     return k.erf(x)
 
@@ -474,7 +475,7 @@ def _attr_variants(v: float, dtype: np.dtype) -> list[float]:
     """An attribute as float32 and as rounded into ``dtype``: native float16 kernels
     (onnxruntime's LeakyRelu) round it, kernels run through float32 casts do not."""
     vals = {_f32(v)}
-    if dtype.kind == "f" and dtype.itemsize < 4:
+    if is_float_dtype(dtype) and dtype.itemsize < 4:
         vals.add(float(np.asarray(v, dtype=dtype)))
     return sorted(vals)
 

@@ -52,6 +52,15 @@ def _softmax_parts(x: Box, axis: int) -> tuple[np.ndarray, np.ndarray]:
     return t_lo, t_hi
 
 
+def _sum_error(ctx: Ctx, x: Box, axis: int) -> float:
+    """Relative error of the runtime's n-term sum of exponentials (each a few ULPs off).
+
+    A single term is exp(0) = 1 exactly, so a length-1 axis has no error.
+    """
+    n = x.shape[axis % x.rank] if x.rank else 1
+    return 5 * (n - 1) * ctx.fmt(x.dtype).eps
+
+
 def _softmax_c(k: Any, x: Any, axis: int = -1) -> Any:
     xp = k.xp
     m = xp.max(x, axis=axis, keepdims=True)
@@ -63,9 +72,10 @@ def _softmax_iv(ctx: Ctx, x: Box, axis: int = -1) -> Box:
     if x.rank == 0:
         return Box.range(1.0, 1.0, x.shape, x.dtype, x.nan)
     t_lo, t_hi = _softmax_parts(x, axis)
+    rel = _sum_error(ctx, x, axis)
     with np.errstate(all="ignore"):
-        lo = 1.0 / (1.0 + np.exp(t_lo))
-        hi = 1.0 / (1.0 + np.exp(t_hi))
+        lo = 1.0 / (1.0 + np.exp(t_lo)) * (1 - rel)
+        hi = 1.0 / (1.0 + np.exp(t_hi)) * (1 + rel)
     nan = x.nan or not (np.isfinite(x.min()) and np.isfinite(x.max()))
     return Box(lo, hi, x.shape, x.dtype, nan)
 
@@ -81,9 +91,14 @@ def _logsoftmax_iv(ctx: Ctx, x: Box, axis: int = -1) -> Box:
     if x.rank == 0:
         return Box.range(0.0, 0.0, x.shape, x.dtype, x.nan)
     t_lo, t_hi = _softmax_parts(x, axis)
+    rel = _sum_error(ctx, x, axis)
     with np.errstate(all="ignore"):
         lo = -np.logaddexp(0.0, t_lo)
         hi = -np.logaddexp(0.0, t_hi)
+        # the runtime's log(sum) has an absolute error of about the sum's relative error, which
+        # ULPs of a result near 0 do not cover (numpy and onnxruntime return exactly 0)
+        lo = lo - rel * (1 + np.abs(lo))
+        hi = hi + rel
     nan = x.nan or not (np.isfinite(x.min()) and np.isfinite(x.max()))
     return Box(lo, np.minimum(hi, 0.0), x.shape, x.dtype, nan)
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from numsentry.domains.box import Box
+from numsentry.dtypes import is_float_dtype
 from numsentry.ops.registry import BoxSpec, Ctx, register
 from numsentry.ops.rules import below, draw_interval, draw_shape, outside
 
@@ -54,7 +55,7 @@ def _inf_safe(rule: Callable[..., Box]) -> Callable[..., Box]:
     @functools.wraps(rule)
     def wrapped(ctx: Ctx, *args: Any, **kwargs: Any) -> Box:
         out = rule(ctx, *args, **kwargs)
-        if out.is_point or out.dtype.kind != "f":
+        if out.is_point or not is_float_dtype(out.dtype):
             return out
         lo, hi = out.bounds64()
         return out.with_bounds(np.where(lo == np.inf, _BIG, lo), np.where(hi == -np.inf, -_BIG, hi))
