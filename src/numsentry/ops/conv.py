@@ -170,6 +170,34 @@ def _contract(w: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return np.matmul(xs[:, :, None], w)
 
 
+_BLOCK_BYTES = 1 << 21  # float64 weight blocks of ~2 MB stay in cache
+
+
+def _point_taps(w: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``W x1``, ``|W| x2[0]`` and ``sum_k |W| (x2[0] + x2[1])`` for point weights ``[G, Mg, Cg, K]``.
+
+    The weights are converted to float64 a block of output channels at a time into one reused
+    buffer: converting them whole costs more in fresh memory than the products themselves.
+    """
+    g, mg, cg, kk = w.shape
+    n_ = x1.shape[0]
+    tm = np.empty((n_, g, mg, kk))
+    tr = np.empty((n_, g, mg, kk))
+    magsum = np.empty((n_, g, mg))
+    step = max(1, _BLOCK_BYTES // (8 * g * cg * kk))
+    buf = np.empty((g, min(step, mg), cg, kk))
+    for m0 in range(0, mg, step):
+        m1 = min(m0 + step, mg)
+        blk = buf[:, : m1 - m0]
+        np.copyto(blk, w[:, m0:m1], casting="unsafe")
+        tm[:, :, m0:m1] = _contract(blk, x1)[:, :, :, 0]
+        np.abs(blk, out=blk)
+        both = _contract(blk, x2)
+        tr[:, :, m0:m1] = both[:, :, :, 0]
+        magsum[:, :, m0:m1] = (both[:, :, :, 0] + both[:, :, :, 1]).sum(axis=-1)
+    return tm, tr, magsum
+
+
 def _tap_intervals(lo_c: np.ndarray, hi_c: np.ndarray, w: Box, group: int,
                    transpose: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per (batch, out channel, tap): centre and radius of ``sum_c W x_c``; and sum |W| mag(x).
@@ -189,12 +217,7 @@ def _tap_intervals(lo_c: np.ndarray, hi_c: np.ndarray, w: Box, group: int,
 
     kk = int(np.prod(w.shape[2:], dtype=np.int64))
     if w.is_point:
-        wm = _gw(w.value.astype(np.float64), group, transpose)
-        tm = _contract(wm, xg(xm))[:, :, :, 0]
-        np.abs(wm, out=wm)  # wm is a fresh array: reuse it as |W|
-        both = _contract(wm, xg(xr, np.abs(xm)))
-        tr = both[:, :, :, 0]
-        magsum = (both[:, :, :, 0] + both[:, :, :, 1]).sum(axis=-1)
+        tm, tr, magsum = _point_taps(_gw(w.value, group, transpose), xg(xm), xg(xr, np.abs(xm)))
     else:
         wl, wh = w.bounds64()
         wl = wl.reshape((1,) * (w.rank - wl.ndim) + wl.shape)

@@ -55,10 +55,15 @@ def _softmax_parts(x: Box, axis: int) -> tuple[np.ndarray, np.ndarray]:
 def _sum_error(ctx: Ctx, x: Box, axis: int) -> float:
     """Relative error of the runtime's n-term sum of exponentials (each a few ULPs off).
 
-    A single term is exp(0) = 1 exactly, so a length-1 axis has no error.
+    A single term is exp(0) = 1 exactly, so a length-1 axis has no error. The rounding of
+    x - max (relative eps, absolute up to eps * spread) is amplified by exp into a relative
+    error of the same size.
     """
     n = x.shape[axis % x.rank] if x.rank else 1
-    return 5 * (n - 1) * ctx.fmt(x.dtype).eps
+    if n <= 1:
+        return 0.0
+    spread = x.max() - x.min()
+    return (5 * (n - 1) + 2 * spread) * ctx.fmt(x.dtype).eps
 
 
 def _softmax_c(k: Any, x: Any, axis: int = -1) -> Any:
