@@ -139,6 +139,16 @@ def shift_ulps(x: np.ndarray, fmt: FloatFormat, n: int) -> np.ndarray:
     return np.where(np.isnan(x), np.nan, out)
 
 
+def _f32_down(x: np.ndarray) -> np.ndarray:
+    r = x.astype(np.float32)
+    return np.where(r.astype(np.float64) > x, np.nextafter(r, np.float32(-np.inf)), r).astype(np.float64)
+
+
+def _f32_up(x: np.ndarray) -> np.ndarray:
+    r = x.astype(np.float32)
+    return np.where(r.astype(np.float64) < x, np.nextafter(r, np.float32(np.inf)), r).astype(np.float64)
+
+
 _REL = 2.0**-48  # far above float64's own error of a few ops, far below any target ULP
 
 
@@ -156,7 +166,7 @@ def round_bounds(
         hi: Upper bounds in float64.
         fmt: Target format.
         ulps: Extra steps in ``fmt`` to allow for kernel approximation error (plus an
-            absolute slack of ``16 * ulps`` subnormal steps near zero).
+            absolute slack of ``ulps * normal / 256`` in the subnormal range).
 
     Returns:
         The new (lo, hi) as float64 arrays whose values are representable in ``fmt``.
@@ -166,6 +176,10 @@ def round_bounds(
     with np.errstate(over="ignore", invalid="ignore"):
         lo = lo - np.where(np.isfinite(lo), np.abs(lo) * _REL, 0.0)
         hi = hi + np.where(np.isfinite(hi), np.abs(hi) * _REL, 0.0)
+        if fmt.name == "bfloat16":
+            # ml_dtypes converts through float32 (double rounding): round to float32 outwards
+            # first, which keeps the final round-to-nearest on the safe side
+            lo, hi = _f32_down(lo), _f32_up(hi)
         if fmt.bits < 64:
             lo = lo.astype(fmt.np_dtype).astype(np.float64)
             hi = hi.astype(fmt.np_dtype).astype(np.float64)
@@ -176,10 +190,10 @@ def round_bounds(
         lo = shift_ulps(lo, fmt, -ulps)
         hi = shift_ulps(hi, fmt, ulps)
         # Approximate kernels are accurate in ULPs of normal results only: in the subnormal range
-        # they flush or mis-round by many subnormal steps (onnxruntime's tanh: 27 steps at the
-        # smallest normal). Allow 16 * ulps subnormal steps there (representable: subnormal
-        # spacing is `tiny`).
-        slack = 16 * ulps * fmt.tiny
+        # they flush or mis-round by many subnormal steps (onnxruntime's float32 tanh: about 100
+        # steps near 1e-38). Allow ulps * normal / 256 there: a multiple of `tiny`, so the
+        # bounds stay representable.
+        slack = ulps * fmt.normal / 256
         lo = np.where(np.abs(lo) <= fmt.normal, lo - slack, lo)
         hi = np.where(np.abs(hi) <= fmt.normal, hi + slack, hi)
     return lo, hi

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
+
+# the property tests import their helpers as `_harness`, whatever pytest's import mode
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
     """After the run: which ops were not compared against onnxruntime/onnx.reference, and why."""
-    import sys
-
     harness = sys.modules.get("_harness")
     recorded = getattr(harness, "RECORDED", None)
     if not recorded:

@@ -298,3 +298,17 @@ print("ok")
 """
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "ok" in p.stdout, p.stderr[-2000:]
+
+
+def test_point_weight_blocks_match_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weights converted a block of output channels at a time give the same tap intervals."""
+    from numsentry.ops import conv as conv_mod
+
+    x = Box.range(RNG.uniform(-1, 0, (1, 6, 1, 1)), RNG.uniform(0, 2, (1, 6, 1, 1)), (1, 6, 5, 5),
+                  np.dtype(np.float32))
+    w = Box.point(RNG.standard_normal((10, 3, 3, 3)).astype(np.float32))
+    (one,) = _iv("Conv", x, w, None, kernel_shape=[3, 3], group=2, pads=[1, 1, 1, 1])
+    monkeypatch.setattr(conv_mod, "_BLOCK_BYTES", 8 * 2 * 3 * 9 * 2)  # two output channels a block
+    (blocks,) = _iv("Conv", x, w, None, kernel_shape=[3, 3], group=2, pads=[1, 1, 1, 1])
+    np.testing.assert_array_equal(one.lo, blocks.lo)
+    np.testing.assert_array_equal(one.hi, blocks.hi)

@@ -61,6 +61,8 @@ class Box:
         shape = tuple(int(s) for s in shape)
         lo_a = np.asarray(lo, dtype=np.float64)
         hi_a = np.asarray(hi, dtype=np.float64)
+        if hi_a is lo_a:  # equal bounds given as one array: still a range box, not a point
+            hi_a = hi_a.copy()
         rank = len(shape)
         lo_a = lo_a.reshape((1,) * (rank - lo_a.ndim) + lo_a.shape) if lo_a.ndim < rank else lo_a
         hi_a = hi_a.reshape((1,) * (rank - hi_a.ndim) + hi_a.shape) if hi_a.ndim < rank else hi_a

@@ -139,6 +139,7 @@ def load_model(
     if opset < MIN_OPSET:
         proto = _upgrade(proto, where, opset)
         opset = MIN_OPSET
+    _sort_proto(proto.graph, where)  # the checker insists on topological order; we accept any
     try:
         onnx.checker.check_model(proto)
     except Exception as e:
@@ -339,6 +340,24 @@ def _toposort(g: onnx.GraphProto, available: set[str], where: str) -> list[int]:
         n = g.node[stuck]
         raise ModelError(f"{where}: the graph has a cycle through node {n.name or n.op_type} ({n.op_type})")
     return order
+
+
+def _sort_proto(g: onnx.GraphProto, where: str) -> None:
+    """Reorder ``g``'s nodes (and its subgraphs') topologically, in place."""
+    for n in g.node:
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                _sort_proto(a.g, where)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for sg in a.graphs:
+                    _sort_proto(sg, where)
+    order = _toposort(g, {t.name for t in g.initializer} | {v.name for v in g.input}, where)
+    if order != list(range(len(g.node))):
+        nodes = [onnx.NodeProto() for _ in order]
+        for dst, i in zip(nodes, order, strict=True):
+            dst.CopyFrom(g.node[i])
+        del g.node[:]
+        g.node.extend(nodes)
 
 
 def _node_reads(n: onnx.NodeProto) -> list[str]:

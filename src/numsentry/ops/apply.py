@@ -37,7 +37,7 @@ def finalize(op: OpDef, ctx: Ctx, box: Box, in_nan: bool) -> Box:
     if box.is_point or not is_float_dtype(box.dtype):
         return box
     lo, hi = box.bounds64()
-    nan = box.nan or in_nan
+    nan = box.nan or (in_nan and op.propagates_nan)
     bad = np.isnan(lo) | np.isnan(hi)
     if bad.any():
         lo, hi, nan = np.where(bad, -np.inf, lo), np.where(bad, np.inf, hi), True

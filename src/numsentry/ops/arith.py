@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from numsentry.domains.box import Box
+from numsentry.dtypes import round_bounds
 from numsentry.ops.registry import BoxSpec, Ctx, Hazard, register
 from numsentry.ops.rules import (
     bcast,
@@ -161,11 +162,17 @@ register(
 )
 
 
-def _variadic(pairwise: Any) -> Any:
+def _variadic(pairwise: Any, round_each: bool = False) -> Any:
+    """Fold a pairwise rule over n inputs; ``round_each`` rounds every partial result into the
+    format, as a runtime that adds one input at a time does."""
+
     def rule(ctx: Ctx, *xs: Box) -> Box:
         acc = xs[0]
         for x in xs[1:]:
             acc = pairwise(ctx, acc, x)
+            if round_each and acc.dtype.kind == "f":
+                lo, hi = acc.bounds64()
+                acc = acc.with_bounds(*round_bounds(lo, hi, ctx.fmt(acc.dtype)))
         return acc
 
     return rule
@@ -204,7 +211,7 @@ register(
     sample=elementwise_sample(2), doc="elementwise min of n inputs",
 )
 register(
-    "Sum", since=8, concrete=_fold(lambda k, a, b: a + b), interval=_variadic(_add_iv),
+    "Sum", since=8, concrete=_fold(lambda k, a, b: a + b), interval=_variadic(_add_iv, round_each=True),
     property="monotone in each argument", sample=elementwise_sample(3),
     doc="elementwise sum of n inputs (rounded after each addition)",
 )
@@ -215,19 +222,13 @@ def _mean_c(k: Any, *xs: Any) -> Any:
 
 
 def _mean_iv(ctx: Ctx, *xs: Box) -> Box:
-    s = _variadic(_add_iv)(ctx, *xs)
+    s = _variadic(_add_iv, round_each=True)(ctx, *xs)  # the sum can overflow before the division
     lo, hi = s.bounds64()
-    n = len(xs)
-    # a float sum of n terms can overflow before the division brings it back
-    fmt = ctx.fmt(s.dtype)
-    from numsentry.dtypes import round_bounds
-
-    slo, shi = round_bounds(lo, hi, fmt, ulps=n)
-    return s.with_bounds(slo / n, shi / n)
+    return s.with_bounds(lo / len(xs), hi / len(xs))
 
 
 register(
-    "Mean", since=8, concrete=_mean_c, interval=_mean_iv, ulps=1,
+    "Mean", since=8, concrete=_mean_c, interval=_mean_iv, ulps=2,
     property="monotone in each argument", sample=elementwise_sample(3), doc="elementwise mean",
 )
 
@@ -240,6 +241,23 @@ def _pow_c(k: Any, x: Any, y: Any) -> Any:
 
 
 def _pow_iv(ctx: Ctx, x: Box, y: Box) -> Box:
+    """x ** y, widened by 2 ULPs for the runtime's pow (even powers stay >= 0).
+
+    Runtimes compute x ** 2 as x * x (onnxruntime special-cases it), which is correctly
+    rounded: no widening there, so x ** 2 over [-50, 50] is exactly [0, 2500].
+    """
+    out = _pow_real(ctx, x, y)
+    if out.dtype.kind != "f":
+        return out
+    e = float(np.asarray(y.value).reshape(())) if y.is_point and y.size == 1 else None
+    lo, hi = out.bounds64()
+    lo, hi = round_bounds(lo, hi, ctx.fmt(out.dtype), ulps=0 if e == 2.0 else 2)
+    if e is not None and e == int(e) and int(e) % 2 == 0:
+        lo = np.maximum(lo, 0.0)
+    return out.with_bounds(lo, hi)
+
+
+def _pow_real(ctx: Ctx, x: Box, y: Box) -> Box:
     shape = elementwise_shape(x, y)
     rank = len(shape)
     xl, xh = bcast(x, rank)
@@ -319,7 +337,7 @@ def _pow_sample(draw: Any) -> tuple[list[Any], dict[str, Any]]:
 
 
 register(
-    "Pow", since=7, concrete=_pow_c, interval=_pow_iv, ulps=2,
+    "Pow", since=7, concrete=_pow_c, interval=_pow_iv,
     hazards=(Hazard("NUM005", _pow_check),), property="monotone per exponent sign / even power",
     sample=_pow_sample, doc="x ** y",
 )

@@ -108,20 +108,28 @@ register(
 
 def _flatten_c(k: Any, x: Any, axis: int = 1) -> Any:
     s = tuple(x.shape)
-    axis = axis % (len(s) + 1) if axis < 0 else axis
+    axis = axis + len(s) if axis < 0 else axis
     a = int(np.prod(s[:axis], dtype=np.int64))
     return k.xp.reshape(x, (a, int(np.prod(s[axis:], dtype=np.int64))))
 
 
 def _flatten_iv(ctx: Ctx, x: Box, axis: int = 1) -> Box:
     s = x.shape
-    axis = axis % (len(s) + 1) if axis < 0 else axis
+    axis = axis + len(s) if axis < 0 else axis
     return reshape_box(x, (int(np.prod(s[:axis], dtype=np.int64)), int(np.prod(s[axis:], dtype=np.int64))))
+
+
+def _flatten_sample(draw: Any) -> tuple[list[Any], dict[str, Any]]:
+    from hypothesis import strategies as st
+
+    shape = draw_shape(draw, max_rank=4) or (2,)
+    lo, hi = draw_interval(draw, -5, 5)
+    return [BoxSpec(lo, hi, shape)], {"axis": draw(st.integers(-len(shape), len(shape)))}
 
 
 register(
     "Flatten", since=11, concrete=_flatten_c, interval=_flatten_iv, exact=True, overflow_rule=None,
-    property="shape-only", sample=elementwise_sample(1), doc="2-D view split at axis",
+    property="shape-only", sample=_flatten_sample, doc="2-D view split at axis",
 )
 
 

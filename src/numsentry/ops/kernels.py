@@ -58,7 +58,8 @@ class NumpyKernels(Kernels):
 
     def erf(self, x: Any) -> Any:
         x = np.asarray(x)
-        return self._erf(x).astype(x.dtype if x.dtype.kind == "f" else np.float64)
+        out = np.asarray(self._erf(x), dtype=np.float64)  # frompyfunc gives objects (or a float for 0-d)
+        return out.astype(x.dtype if x.dtype.kind == "f" else np.float64)
 
     def dtype(self, np_dtype: np.dtype) -> Any:
         return np.dtype(np_dtype)

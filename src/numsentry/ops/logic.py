@@ -244,7 +244,7 @@ def _where_iv(ctx: Ctx, cond: Box, x: Box, y: Box) -> Box:
 
 register(
     "Where", since=9, concrete=lambda k, c, x, y: k.xp.where(c, x, y), interval=_inf_safe(_where_iv), exact=True,
-    overflow_rule=None, property="x where cond is surely true, y where surely false, their join elsewhere",
+    overflow_rule=None, propagates_nan=False, property="x where cond is surely true, y where surely false, their join elsewhere",
     sample=lambda draw: _where_sample(draw), doc="elementwise select (broadcast)",
 )
 

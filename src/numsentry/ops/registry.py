@@ -156,6 +156,8 @@ class OpDef:
         overflow_rule: Rule reported when finite inputs can give an infinite output; ``None``
             for ops that cannot overflow.
         differentiable: Whether torch gradients are meaningful (for the gradient tests).
+        propagates_nan: Whether a NaN in any input may reach the outputs; ``False`` when the
+            interval rule sets the output's NaN flag itself (e.g. Where drops a branch).
         sample: Test helper: ``sample(draw)`` returns ``(inputs, attrs)`` for property tests;
             ``None`` uses the generic elementwise sampler.
         doc: One line for ``numsentry ops``.
@@ -172,6 +174,7 @@ class OpDef:
     exact: bool = False
     overflow_rule: str | None = "NUM007"
     differentiable: bool = True
+    propagates_nan: bool = True
     sample: Sampler | None = None
     doc: str = ""
     property: str = "custom"

@@ -550,6 +550,15 @@ def _resize_sample(opset: int) -> Any:
             ends = [1.0 if out[d] == shape[d] else draw(st.sampled_from([1.0, 0.875, 1.25])) for d in range(rank)]
             roi = np.asarray(starts + ends, dtype=np.float32)
             attrs["extrapolation_value"] = draw(st.sampled_from([0.0, 7.5]))
+        if opset >= 18 and draw(st.booleans()):
+            # the same resize named by axes (scales/sizes/roi then cover those axes only)
+            attrs["axes"] = resized
+            sizes = None if sizes is None else sizes[resized]
+            scales = None if scales is None else scales[resized]
+            if roi is not None:
+                roi = np.concatenate([roi[resized], roi[[rank + d for d in resized]]])
+            if sizes is not None and ctm != "tf_crop_and_resize":
+                attrs["keep_aspect_ratio_policy"] = draw(st.sampled_from(["stretch", "not_larger", "not_smaller"]))
         if sizes is not None:
             ins = [x, roi if roi is not None else np.zeros(0, np.float32), None, sizes]
         else:

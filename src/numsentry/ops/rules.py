@@ -307,8 +307,13 @@ def draw_interval(draw: Any, low: float, high: float) -> tuple[float, float]:
     """Draw a sub-interval of [low, high] with float32 endpoints."""
     from hypothesis import strategies as st
 
-    a = draw(st.floats(low, high, allow_nan=False, width=32))
-    b = draw(st.floats(low, high, allow_nan=False, width=32))
+    # hypothesis wants float32-representable limits for width=32: round inwards
+    lo32 = np.float32(low)
+    lo32 = lo32 if float(lo32) >= low else np.nextafter(lo32, np.float32(np.inf))
+    hi32 = np.float32(high)
+    hi32 = hi32 if float(hi32) <= high else np.nextafter(hi32, np.float32(-np.inf))
+    a = draw(st.floats(float(lo32), float(hi32), allow_nan=False, width=32))
+    b = draw(st.floats(float(lo32), float(hi32), allow_nan=False, width=32))
     return min(a, b), max(a, b)
 
 
