@@ -214,11 +214,11 @@ def ref_sigmoid(x: F64) -> F64:
 
 
 def ref_erf(x: F64) -> F64:
-    return _erf(x).astype(np.float64)
+    return np.asarray(_erf(x), dtype=np.float64)
 
 
 def ref_gelu(x: F64) -> F64:
-    y = 0.5 * x * _erfc(-x / math.sqrt(2.0)).astype(np.float64)
+    y = 0.5 * x * np.asarray(_erfc(-x / math.sqrt(2.0)), dtype=np.float64)
     return _fix_inf(x, y, -0.0, None)
 
 

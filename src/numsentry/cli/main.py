@@ -18,6 +18,11 @@ from numsentry.errors import InternalError, UserError
 
 __all__ = ["build_parser", "main"]
 
+#: Modules that add a subcommand: each defines ``register(sub)`` which adds its parser and sets
+#: ``func=run`` (``run(args) -> exit code``) as a default. They must import nothing heavy (torch,
+#: onnxruntime) at module level, so that ``numsentry check`` starts fast.
+PLUGINS = ("numsentry.cli.trigger", "numsentry.cli.deviate", "numsentry.cli.flip")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level argument parser."""
@@ -30,6 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--output-format", choices=["text", "json"], default="text")
     rule = sub.add_parser("rule", help="explain a rule, e.g. `numsentry rule NUM001`")
     rule.add_argument("code", nargs="?", help="rule code or name; omit to list all rules")
+    import importlib
+
+    for name in PLUGINS:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:  # the plugin exists but something it imports is missing
+                raise
+            continue
+        mod.register(sub)
     return p
 
 
@@ -99,8 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        cmd = {"check": _cmd_check, "ops": _cmd_ops, "rule": _cmd_rule}[args.command]
-        return cmd(args)
+        builtin = {"check": _cmd_check, "ops": _cmd_ops, "rule": _cmd_rule}
+        cmd = builtin.get(args.command) or args.func
+        return int(cmd(args))
     except UserError as e:
         if args.verbose:
             traceback.print_exc()

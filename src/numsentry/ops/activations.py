@@ -279,13 +279,13 @@ _register(
 )
 _register(
     "Softplus", since=1, concrete=_softplus_c, interval=_mono_rule(lambda x: np.logaddexp(0.0, x)),
-    ulps=5, codomain=(0.0, np.inf), overflow_rule="NUM003", property="monotone increasing",
+    ulps=10, codomain=(0.0, np.inf), overflow_rule="NUM003", property="monotone increasing",
     sample=lambda draw: _unary(draw, -30.0, 30.0, (-120.0, 120.0)),
     doc="log(1 + e^x); onnxruntime evaluates it without overflow (Softplus(100) = 100)",
 )
 _register(
     "Softsign", since=1, concrete=lambda k, x: x / (1 + k.xp.abs(x)),
-    interval=_mono_rule(_softsign64, nan_at_inf=True), ulps=4, overflow_rule=None,
+    interval=_mono_rule(_softsign64, nan_at_inf=True), ulps=8, overflow_rule=None,
     property="monotone increasing", sample=lambda draw: _unary(draw, -100.0, 100.0),
     # no codomain clamp: onnxruntime returns up to 1.0000002 for |x| > ~8.6e37
     doc="x / (1 + |x|); NaN at ±inf (inf / inf)",
@@ -356,7 +356,7 @@ _register(
     doc="x * Phi(x) (approximate='tanh': tanh form); NaN at -inf",
 )
 _register(
-    "Mish", since=18, concrete=_mish_c, interval=_xg_rule(lambda: _mish_make(), 10.0), ulps=4,
+    "Mish", since=18, concrete=_mish_c, interval=_xg_rule(lambda: _mish_make(), 10.0), ulps=16,
     overflow_rule=None,
     property=f"x * tanh(softplus(x)): decreasing below its minimum at x = {_MISH_MIN:.4f}, increasing above",
     sample=lambda draw: _unary(draw, -10.0, 10.0, (-60.0, 60.0)), doc="x * tanh(softplus(x)); NaN at -inf",
