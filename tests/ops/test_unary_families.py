@@ -145,7 +145,7 @@ def test_cosh_is_even_and_sinh_overflows() -> None:
     b = iv("Cosh", rng_box(-2.0, 3.0))
     assert b.min() == 1.0 and b.max() == pytest.approx(math.cosh(3.0), rel=1e-6)
     b = iv("Sinh", rng_box(0.0, 100.0))
-    assert b.max() == np.inf and b.min() == pytest.approx(0.0, abs=1e-40)  # a few subnormal ULPs
+    assert b.max() == np.inf and b.min() == pytest.approx(0.0, abs=1e-38)  # subnormal slack of approximate kernels
     b = iv("Sinh", rng_box(np.inf, np.inf))  # a lower bound of +inf must not turn into NaN
     assert not np.isnan(b.lo).any() and b.max() == np.inf
     assert _op("Sinh").overflow_rule == _op("Cosh").overflow_rule == "NUM003"
@@ -236,7 +236,7 @@ def test_nan_at_infinite_inputs() -> None:
 def test_elu_family_exact_at_zero_and_bounded() -> None:
     for name in ("Elu", "Celu", "Selu"):
         b = iv(name, per_element(np.zeros(3)))
-        assert b.min() == pytest.approx(0.0, abs=1e-40) and b.max() == pytest.approx(0.0, abs=1e-40), name
+        assert b.min() == pytest.approx(0.0, abs=1e-38) and b.max() == pytest.approx(0.0, abs=1e-38), name
     b = iv("Elu", rng_box(-100.0, 2.0), alpha=0.5)
     assert b.min() >= -0.5 - 1e-6 and b.max() == pytest.approx(2.0)
     b = iv("Elu", rng_box(-3.0, -1.0), alpha=-2.0)  # negative alpha: decreasing branch

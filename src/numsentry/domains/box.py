@@ -115,15 +115,30 @@ class Box:
         lo, hi = self.bounds64()
         return np.broadcast_to(lo, self.shape), np.broadcast_to(hi, self.shape)
 
+    def _extremes(self) -> tuple[float, float]:
+        # cached: checks ask for these at every use of a (possibly large) weight tensor
+        cached = self.__dict__.get("_mm")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        if self.lo.size == 0:
+            mm = (np.inf, -np.inf)
+        elif self.is_point and self.lo.dtype.kind in "fc" or self.lo.dtype.name == "bfloat16":
+            v = self.lo.astype(np.float32) if self.lo.dtype.name == "bfloat16" else self.lo
+            with np.errstate(invalid="ignore"):
+                mn, mx = np.nanmin(v) if self.nan else v.min(), np.nanmax(v) if self.nan else v.max()
+            mm = (float(mn), float(mx)) if not np.isnan(mn) else (np.inf, -np.inf)
+        else:
+            mm = (float(self.lo.min()), float(self.hi.max()))
+        object.__setattr__(self, "_mm", mm)
+        return mm
+
     def min(self) -> float:
         """Smallest lower bound over all elements (``nan`` aside)."""
-        lo, _ = self.bounds64()
-        return float(lo.min()) if lo.size else np.inf
+        return self._extremes()[0]
 
     def max(self) -> float:
         """Largest upper bound over all elements."""
-        _, hi = self.bounds64()
-        return float(hi.max()) if hi.size else -np.inf
+        return self._extremes()[1]
 
     @property
     def finite(self) -> bool:
