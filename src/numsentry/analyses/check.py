@@ -182,7 +182,7 @@ class _Checker:
         for o in node.outputs:
             vi = g_types.get(o)
             if vi is not None and vi.shape is not None and all(isinstance(d, int) for d in vi.shape):
-                shapes.append(tuple(int(d) for d in vi.shape))  # type: ignore[arg-type]
+                shapes.append(tuple(int(d) for d in vi.shape))
             else:
                 shapes.append(None)
             dtypes.append(vi.dtype if vi is not None and vi.elem_type else None)

@@ -119,7 +119,7 @@ class Box:
         # cached: checks ask for these at every use of a (possibly large) weight tensor
         cached = self.__dict__.get("_mm")
         if cached is not None:
-            return cached  # type: ignore[no-any-return]
+            return cached
         if self.lo.size == 0:
             mm = (np.inf, -np.inf)
         elif self.is_point and self.lo.dtype.kind in "fc" or self.lo.dtype.name == "bfloat16":

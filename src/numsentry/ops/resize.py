@@ -400,6 +400,13 @@ def _delta(plan: _Plan, in_n: int, roi: tuple[float, float] | None) -> np.ndarra
     return 2 * _U32 * (np.abs(plan.x_ori) + 1 + extra)
 
 
+def _tiny_of(eps: float) -> float:
+    """Smallest subnormal of the format whose unit roundoff is ``eps``."""
+    from numsentry.dtypes import FLOAT_FORMATS
+
+    return next((f.tiny for f in FLOAT_FORMATS.values() if f.eps == eps), 2.0**-149)
+
+
 def _interval_axis(lo: np.ndarray, hi: np.ndarray, axis: int, plans: list[_Plan], in_n: int, spec: _Spec,
                    eps: float, total_taps: int, roi: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
     """Bounds after resizing one axis (joined over the plans)."""
@@ -428,6 +435,8 @@ def _interval_axis(lo: np.ndarray, hi: np.ndarray, axis: int, plans: list[_Plan]
             taps = plan.idx.shape[1]
             # rounding: float32 weights (a few ops each), the weighted sum, our own float64 sums
             acc = 6 * _U32 + _gamma(total_taps + 2, eps) + _gamma(2 * taps + 4, 2.0**-53)
+            # products that underflow lose up to half a subnormal each (gamma does not cover it)
+            under = (2 * taps + 2) * _tiny_of(eps)
             # a coordinate a few float32 roundings off moves the weights by up to lam * delta
             slack = plan.lam * _delta(plan, in_n, roi)
             if coarse:
@@ -435,8 +444,8 @@ def _interval_axis(lo: np.ndarray, hi: np.ndarray, axis: int, plans: list[_Plan]
                 sh[axis] = out_n
                 s_b, a_b = s_o.reshape(sh), a_o.reshape(sh)
                 r_b = (acc * a_o + slack).reshape(sh)
-                l2 = s_b * mid - a_b * rad - r_b * mag
-                h2 = s_b * mid + a_b * rad + r_b * mag
+                l2 = s_b * mid - a_b * rad - r_b * mag - under
+                h2 = s_b * mid + a_b * rad + r_b * mag + under
             else:
                 c = _cshape(plan.coef, axis, rank)
                 ac = _cshape(absc, axis, rank)
@@ -446,7 +455,7 @@ def _interval_axis(lo: np.ndarray, hi: np.ndarray, axis: int, plans: list[_Plan]
                 # the window widened by one pixel each side: a shifted coordinate brings it in
                 wide = np.concatenate([plan.idx[:, :1] - 1, plan.idx, plan.idx[:, -1:] + 1], axis=1)
                 mmax = _take(mag, np.clip(wide, 0, in_n - 1), axis).max(axis=axis + 1)
-                margin = acc * nmag + _cshape(slack, axis, rank) * mmax
+                margin = acc * nmag + _cshape(slack, axis, rank) * mmax + under
                 l2 = nm - nr - margin
                 h2 = nm + nr + margin
         if plan.extrap is not None and plan.extrap.any():
