@@ -368,7 +368,7 @@ def _default_entries() -> list[dict[str, Any]]:
     ]
 
 
-def _all_entries(flags: set[str] | None) -> list[dict[str, Any]]:
+def _all_entries() -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     for rt in ALL_RUNTIMES:
         vary: dict[str, list[Any]] = {}
@@ -425,13 +425,13 @@ def _dedupe(cfgs: list[Config]) -> list[Config]:
     return out
 
 
-def build_set(name: str, repeats: int = 3, flags: set[str] | None = None) -> Matrix:
+def build_set(name: str, repeats: int = 3) -> Matrix:
     """The named set: ``default`` (about 20 configurations, one knob at a time, ~1 minute on a
     small model) or ``all`` (every value of every knob, one at a time)."""
     if name == "default":
         entries = _default_entries()
     elif name == "all":
-        entries = _all_entries(flags)
+        entries = _all_entries()
     else:
         raise UserError(f"unknown configuration set {name!r}", hint="default, all, or a YAML/TOML matrix file")
     return Matrix(parse_entries(entries, repeats=repeats, where=f"set {name!r}"), baseline="ort")
@@ -487,8 +487,8 @@ def select(m: Matrix, only: Sequence[str] | None = None, skip: Sequence[str] | N
            repeats: int | None = None) -> Matrix:
     """Keep configurations whose names match any ``only`` glob and no ``skip`` glob.
 
-    ``only``/``skip`` items may be comma-separated. The baseline is kept when ``only`` drops it
-    unless it matches ``skip``; a baseline that is gone falls back to the first configuration.
+    ``only``/``skip`` items may be comma-separated. When the baseline is dropped, the first
+    remaining configuration becomes the baseline.
     """
     from fnmatch import fnmatchcase
 

@@ -111,8 +111,8 @@ def float_format(elem_type: int) -> str:
     """The comparison dtype name of an ONNX element type ('' for non-float types)."""
     from onnx import TensorProto
 
-    return {TensorProto.FLOAT: "float32", TensorProto.DOUBLE: "float64",
-            TensorProto.FLOAT16: "float16"}.get(int(elem_type), "")
+    names = {int(TensorProto.FLOAT): "float32", int(TensorProto.DOUBLE): "float64", int(TensorProto.FLOAT16): "float16"}
+    return names.get(int(elem_type), "")
 
 
 def graph_nodes(model_path: str) -> list[NodeInfo]:

@@ -176,7 +176,8 @@ def run_configs(configs: Sequence[Config], model: str | Path, feeds: Mapping[str
     try:
         wd.mkdir(parents=True, exist_ok=True)
         inputs = wd / "inputs.npz"
-        np.savez(inputs, **{k: np.asarray(v) for k, v in feeds.items()})
+        arrays: dict[str, Any] = {k: np.asarray(v) for k, v in feeds.items()}
+        np.savez(inputs, **arrays)
         flags = None
 
         def one(cfg: Config) -> RunResult:

@@ -114,13 +114,16 @@ def _value_types(proto: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
     return out
 
 
-def _session(proto: onnx.ModelProto, denormal_as_zero: bool) -> Any:
+def _session(proto: onnx.ModelProto, denormal_as_zero: bool, threads: int | None = None) -> Any:
     try:
         import onnxruntime as ort
     except ImportError as e:  # pragma: no cover - optional dependency
         raise UserError("confirmation needs onnxruntime", hint="pip install 'numsentry[runtime]'") from e
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if threads is not None:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
     if denormal_as_zero:
         opts.add_session_config_entry("session.set_denormal_as_zero", "1")
     try:
@@ -162,10 +165,11 @@ class OrtRunner:
         free_weights: Initializers whose values each run supplies.
         targets: Nodes whose inputs and outputs every run fetches.
         denormal_as_zero: Run onnxruntime with flush-to-zero / denormals-are-zero.
+        threads: onnxruntime intra-op threads (``None``: its default).
     """
 
     def __init__(self, model: Model, free_weights: Iterable[str], targets: Iterable[Target],
-                 denormal_as_zero: bool = False) -> None:
+                 denormal_as_zero: bool = False, threads: int | None = None) -> None:
         self.model = model
         self.targets = list(targets)
         proto = onnx.ModelProto()
@@ -185,7 +189,7 @@ class OrtRunner:
         self.fetch = _with_outputs(proto, watch)
         self.given = {i.name for i in g.input} | {t.name for t in g.initializer}
         self.stored = model.graph.initializers
-        self.sess = _session(proto, denormal_as_zero)
+        self.sess = _session(proto, denormal_as_zero, threads)
         self.runs = 3 if has_random_ops(model) else 1
 
     def run(self, inputs: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -244,7 +248,8 @@ def substituted(proto: onnx.ModelProto, weights: Mapping[str, np.ndarray]) -> on
 
 
 def confirm_exact(proto: onnx.ModelProto, inputs: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray],
-                  target: Target, denormal_as_zero: bool = False, runs: int = 1) -> str | None:
+                  target: Target, denormal_as_zero: bool = False, runs: int = 1,
+                  threads: int | None = None) -> str | None:
     """Re-check a witness as the generated test does: replace initializers, fresh session.
 
     Args:
@@ -254,13 +259,14 @@ def confirm_exact(proto: onnx.ModelProto, inputs: Mapping[str, np.ndarray], weig
         target: The node and rule.
         denormal_as_zero: onnxruntime flushes denormals to zero.
         runs: Number of runs that must all fire (models with random ops).
+        threads: onnxruntime intra-op threads (``None``: its default).
 
     Returns:
         What was seen on the last run, or ``None`` when some run did not fire.
     """
     m = substituted(proto, weights)
     fetch = _with_outputs(m, [*target.node.inputs, *target.node.outputs])
-    sess = _session(m, denormal_as_zero)
+    sess = _session(m, denormal_as_zero, threads)
     msg: str | None = None
     for _ in range(max(1, runs)):
         with np.errstate(all="ignore"):

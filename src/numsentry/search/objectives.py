@@ -137,9 +137,11 @@ def _softmax_gap(z: str, axis: int, fmt: FloatFormat) -> Loss:
 
     def loss(v: Mapping[str, Any]) -> Any:
         x = v[z].double()
-        if x.dim() == 0:
-            return x * 0 + 1.0
-        gap = x - _torch().amax(x, dim=axis, keepdim=True)
+        if x.dim() == 0 or x.shape[axis] < 2:
+            return x.sum() * 0 + margin
+        # sorted (stably) so that tied logits (e.g. all-zero weights) still get a gradient
+        s = _torch().sort(x, dim=axis, stable=True).values
+        gap = s.narrow(axis, 0, 1) - s.narrow(axis, x.shape[axis] - 1, 1)
         return _amin(gap) + margin
 
     return loss

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -74,6 +75,8 @@ class TriggerOptions:
             kernels do); off by default.
         reduce: After a witness fires, put back the stored value of every weight tensor that is not
             needed for it.
+        threads: Threads for torch and onnxruntime (1 by default: the searches run small tensors,
+            for which more threads mostly add contention; ``None`` keeps the libraries' defaults).
     """
 
     seed: int = 0
@@ -85,6 +88,7 @@ class TriggerOptions:
     search_weights: bool = True
     denormal_as_zero: bool = False
     reduce: bool = True
+    threads: int | None = 1
 
 
 @dataclass
@@ -385,6 +389,20 @@ class TorchView:
 # ---- the search ---------------------------------------------------------------------------------
 
 
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with torch limited to ``n`` intra-op threads (``None``: unchanged)."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def _seed_of(*parts: Any) -> int:
     return zlib.crc32("|".join(map(str, parts)).encode()) & 0x7FFFFFFF
 
@@ -400,6 +418,43 @@ def _snap(var: SearchVar, x: np.ndarray, tol: float = 0.02) -> np.ndarray:
     if var.lo <= 0 <= var.hi:
         y = np.where(np.abs(y) < t, 0.0, y)
     return var.clip(y)
+
+
+class _Adam:
+    """Adam on the search's leaves, each step scaled to the value's range width.
+
+    Gradients are divided by their tensor's largest magnitude first: Adam's update is invariant
+    to that, and it keeps the epsilon out of the picture when gradients are tiny (saturated
+    sigmoids, underflowing exponentials). NaN gradients count as 0. (Not torch.optim: importing
+    it pulls in torch._dynamo, a second of start-up.)
+    """
+
+    def __init__(self, leaves: Mapping[str, Any], scale: Mapping[str, float]) -> None:
+        import torch
+
+        self.leaves = dict(leaves)
+        self.scale = dict(scale)
+        self.m = {n: torch.zeros_like(x) for n, x in leaves.items()}
+        self.v = {n: torch.zeros_like(x) for n, x in leaves.items()}
+        self.t = 0
+
+    def step(self, grads: Sequence[Any], lr: float, b1: float = 0.9, b2: float = 0.999) -> None:
+        import torch
+
+        self.t += 1
+        c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+        with torch.no_grad():
+            for (n, x), g in zip(self.leaves.items(), grads, strict=True):
+                if g is None:
+                    continue
+                g = torch.nan_to_num(g.to(x.dtype), nan=0.0, posinf=1.0, neginf=-1.0)
+                gmax = float(g.abs().max()) if g.numel() else 0.0
+                if gmax > 0:
+                    g = g / gmax
+                self.m[n].mul_(b1).add_(g, alpha=1 - b1)
+                self.v[n].mul_(b2).addcmul_(g, g, value=1 - b2)
+                denom = (self.v[n] / c2).sqrt_().add_(1e-8)
+                x.addcdiv_(self.m[n], denom, value=-lr * self.scale[n] / c1)
 
 
 class UnitSearch:
@@ -422,7 +477,7 @@ class UnitSearch:
         free = [v.name for v in self.space.values() if v.kind == "weight" and v.searched]
         self.top = {n.name for n in model.graph.nodes}
         self.ort = OrtRunner(model, free, [t for t in self.targets if t.node.name in self.top],
-                             denormal_as_zero=self.opt.denormal_as_zero)
+                             denormal_as_zero=self.opt.denormal_as_zero, threads=self.opt.threads)
         self.found: dict[tuple[str, str], Witness] = {}
         self.runs = 3 if has_random_ops(model) else 1
 
@@ -471,7 +526,8 @@ class UnitSearch:
                 if t.key in hit:
                     point, observed = trial, hit[t.key]
         ins, ws = self.split(point)
-        exact = confirm_exact(self.model.proto, ins, ws, t, self.opt.denormal_as_zero, runs=self.runs)
+        exact = confirm_exact(self.model.proto, ins, ws, t, self.opt.denormal_as_zero, runs=self.runs,
+                              threads=self.opt.threads)
         if exact is None:
             return None
         return Witness(t.rule, t.node.name, t.node.op_type, ins, ws, exact, method, goal,
@@ -528,8 +584,7 @@ class UnitSearch:
         consts = {n: torch.as_tensor(np.array(point[n])) for n in view.inputs + view.weights
                   if n in point and n not in leaves}
         scale = {n: float(np.max(self.space[n].scale(point[n]))) for n in free}
-        opt = torch.optim.Adam([{"params": [leaves[n]], "lr": self.opt.lr * scale[n]} for n in free] or
-                               [torch.zeros(1, requires_grad=True)], lr=self.opt.lr, eps=1e-12)
+        adam = _Adam(leaves, scale)
         pending = [x for x in self.targets if x.key not in self.found]
         best, checks, last_checked, reached_before = np.inf, 0, np.inf, False
         steps = 0
@@ -566,19 +621,9 @@ class UnitSearch:
             if not leaves or not loss.requires_grad:
                 break
             grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
-            decay = 0.1 ** (step / max(1, self.opt.steps - 1))
-            with torch.no_grad():
-                for (n, x), g, group in zip(leaves.items(), grads, opt.param_groups, strict=True):
-                    group["lr"] = self.opt.lr * scale[n] * decay
-                    if g is None:
-                        x.grad = None
-                        continue
-                    g = torch.nan_to_num(g, nan=0.0, posinf=1e30, neginf=-1e30)
-                    gmax = float(g.abs().max()) if g.numel() else 0.0
-                    x.grad = g / gmax if gmax > 0 else g  # Adam is scale-free; this keeps eps out of it
-                opt.step()
-                for n, x in leaves.items():
-                    x.clamp_(self.space[n].lo, self.space[n].hi)
+            adam.step(grads, self.opt.lr * 0.1 ** (step / max(1, self.opt.steps - 1)))
+            for n, x in leaves.items():
+                x.data.clamp_(self.space[n].lo, self.space[n].hi)
         final = current()
         checks += 1
         if self.check(final, pending, "gradient", goal.name, t0) and t.key in self.found:
@@ -608,13 +653,15 @@ def trigger(model: Model, result: CheckResult, targets: Sequence[Target] | None 
     tg = list(targets) if targets is not None else targets_for(model, result)
     if not tg:
         return []
-    search = UnitSearch(model, result, tg, options)
+    opt = options or TriggerOptions()
     outs: list[Outcome] = []
-    for t in tg:
-        o = search.search(t)
-        outs.append(o)
-        if progress is not None:
-            progress(o)
+    with torch_threads(opt.threads):
+        search = UnitSearch(model, result, tg, opt)
+        for t in tg:
+            o = search.search(t)
+            outs.append(o)
+            if progress is not None:
+                progress(o)
     # a later finding's witness may have confirmed an earlier one
     for i, t in enumerate(tg):
         if not outs[i].confirmed and t.key in search.found:
