@@ -126,3 +126,15 @@ def test_division_hazards_float_and_int():
     i = make_model([N("Div", ["a", "b"], ["c"], name="idiv")], [("a", TensorProto.INT64, [2]),
                    ("b", TensorProto.INT64, [2])], [("c", TensorProto.INT64, [2])])
     assert ("NUM010", "idiv") in rules_at(check(i, {"a": (1, 5), "b": (0, 3)}))
+
+
+def test_overflow_of_a_value_an_earlier_finding_pushed_to_the_limit_is_marked():
+    two = np.array(2.0, np.float32)
+    m = make_model(
+        [N("MatMul", ["x", "w"], ["y"], name="mm"), N("Mul", ["y", "two"], ["z"], name="double"),
+         N("Log", ["z"], ["l"], name="log")],
+        [("x", F, [1, 2])], [("l", F, [1, 2])], {"w": np.full((2, 2), 3e38, np.float32), "two": two})
+    found = rules_at(check(m, {"x": (0.0, 1.0)}))
+    assert found[("NUM007", "mm")] is False
+    assert found[("NUM007", "double")] is True
+    assert ("NUM001", "log") in found  # z can be 0 on its own: x = 0

@@ -109,6 +109,8 @@ class _Checker:
         self.findings: dict[tuple[str, str], Finding] = {}
         self.unsupported: dict[str, list[str]] = {}
         self.clean: dict[str, Box] = {}
+        # values whose clean box descends from one clamped to the finite range by a finding
+        self.tainted: set[str] = set()
         self.progress = progress
         self.rules = options.rules if options.rules is not None else set(RULES)
         # value types of the graph each node lives in (subgraph nodes see their own graph's)
@@ -266,11 +268,15 @@ class _Checker:
                 self.clean.pop(out_name, None)
             return self.top_outputs(node, ctx)
         fired_clean = bool(fired)
+        tainted = any(name in self.tainted for name in node.inputs if name)
         # an infinite output already explained by this node's own hazard is not a second finding
         if op.overflow_rule is not None and op.overflow_rule in self.rules and not fired:
             clean_in_finite = all(not _infinite(b) for b in clean_ins)
             if clean_in_finite and any(_infinite(b) for b in clean_outs):
-                self.report(node, op, op.overflow_rule, self._overflow_msg(op, clean_outs, ctx), ins, ctx, after=False)
+                # overflowing again a value an earlier finding had already pushed to the dtype's
+                # limit is that finding's consequence (ResNet-style chains of NUM007)
+                self.report(node, op, op.overflow_rule, self._overflow_msg(op, clean_outs, ctx), ins, ctx,
+                            after=tainted)
                 fired_clean = True
         if fired_clean:
             clean_outs = [_clamp_finite(b) for b in clean_outs]
@@ -279,6 +285,8 @@ class _Checker:
                 self.clean[name] = c
             else:
                 self.clean.pop(name, None)
+            if fired_clean or tainted:
+                self.tainted.add(name)
         return outs
 
     def _overflow_msg(self, op: OpDef, outs: list[Box], ctx: Ctx) -> str:
@@ -307,6 +315,7 @@ class _Checker:
 
     def on_free(self, name: str) -> None:
         self.clean.pop(name, None)
+        self.tainted.discard(name)
 
 
 def _j(v: float) -> float | str:

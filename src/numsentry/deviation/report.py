@@ -230,7 +230,7 @@ def plots(res: DeviationResult) -> dict[str, str]:
         ax.set_yticks(y, names, fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel("remaining precision (shared leading significand bits)")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         out["precision"] = _png(fig)
     eff = [e for e in res.knobs if e.slowdown is not None]
     if eff:
@@ -244,18 +244,26 @@ def plots(res: DeviationResult) -> dict[str, str]:
         out["knobs"] = _png(fig)
     if res.layers:
         fig, (a1, a2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-        for i, p in enumerate(res.layers[:10]):
+        cls = {r.name: r.cls for r in res.rows}
+        seen: set[tuple[Any, Any]] = set()
+        shown = []
+        for p in res.layers:  # one line per pair of classes: configs of one class have identical layers
+            key = (cls.get(p.a), cls.get(p.b))
+            if key not in seen:
+                seen.add(key)
+                shown.append(p)
+        for i, p in enumerate(shown[:10]):
             xs = [r.index for r in p.rows if r.compared]
             col = _COLORS[i % len(_COLORS)]
             a1.plot(xs, [r.remaining_precision_median for r in p.rows if r.compared], "-o", ms=3, color=col,
-                    label=f"{p.a} vs {p.b}")
+                    label=f"{p.a} [{cls.get(p.a)}] vs {p.b} [{cls.get(p.b)}]")
             a1.plot(xs, [r.remaining_precision_min for r in p.rows if r.compared], ":", color=col)
             a2.plot(xs, [r.frac_differing for r in p.rows if r.compared], "-o", ms=3, color=col)
         labels = [f"{r.index}:{r.node}" for r in res.layers[0].rows]
         a2.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
         a1.set_ylabel("shared bits (median; dotted: min)")
         a2.set_ylabel("fraction differing")
-        a1.legend(fontsize=7)
+        a1.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         out["layers"] = _png(fig)
     return out
 

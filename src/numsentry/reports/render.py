@@ -40,10 +40,22 @@ def _text(res: CheckResult, color: bool) -> str:
     m = res.model
     con.print(f"[bold]{m.path}[/bold]  opset {m.opset}, {res.nodes} nodes, analysed in "
               f"{res.options.as_dtype or 'model dtypes'}, weights {res.options.weights}")
-    shown = [r for r in res.ranges if r.kind == "input" or r.origin in ("user", "trainable")]
-    if shown:
-        con.print("ranges: " + ", ".join(f"{r.name}=[{r.lo:g}, {r.hi:g}] ({r.origin})" for r in shown[:12])
-                  + (f" … {len(shown) - 12} more" if len(shown) > 12 else ""))
+    shown = [r for r in res.ranges if r.origin == "user" or (r.kind == "input" and r.origin == "default")]
+    defaults = [r for r in shown if r.origin == "default"]
+    explicit = [r for r in shown if r.origin == "user"]
+    parts = [f"{r.name}=[{r.lo:g}, {r.hi:g}]" for r in explicit[:8]]
+    if len(explicit) > 8:
+        parts.append(f"… {len(explicit) - 8} more")
+    if defaults:
+        spans = sorted({(r.lo, r.hi) for r in defaults})
+        names = ", ".join(r.name for r in defaults[:3]) + (" …" if len(defaults) > 3 else "")
+        parts.append(f"{len(defaults)} input(s) at the default {' / '.join(f'[{a:g}, {b:g}]' for a, b in spans)} "
+                     f"({names}; give --range)")
+    trained = sum(r.origin == "trainable" for r in res.ranges)
+    if trained:
+        parts.append(f"{trained} weight tensor(s) widened as trainable")
+    if parts:
+        con.print("ranges: " + "; ".join(parts))
     if m.default_dims:
         con.print(f"symbolic dims set to 1 by default: {', '.join(m.default_dims)} (use --dim NAME=N)")
     if res.findings:

@@ -361,6 +361,10 @@ def prune(model: Model, values: Sequence[str]) -> Model:
 class TorchView:
     """A pruned model run on torch with chosen inputs and weights (differentiable).
 
+    Step functions (Sign, Floor, Ceil, Round) pass gradients straight through (their true
+    derivative is 0 almost everywhere, which would hide e.g. the weights that drive a sampled
+    Bernoulli ``relu(sign(p - u))`` or a dropout mask ``floor(keep + u)``); the values are exact.
+
     Args:
         model: The model.
         values: Value names to compute (returned by `run`).
@@ -383,7 +387,19 @@ class TorchView:
 
         feeds = {n: values[n] for n in self.inputs}
         w = {n: values.get(n, self.fixed[n]) for n in self.weights}
-        return run_concrete(self.model, feeds, k=self.k, weights=w)
+        return run_concrete(self.model, feeds, k=self.k, weights=w, observe=_straight_through)
+
+
+_STEP_OPS = frozenset({"Sign", "Floor", "Ceil", "Round"})
+
+
+def _straight_through(node: Node, ins: list[Any], outs: list[Any]) -> None:
+    """Give step functions an identity gradient (outputs are replaced in place, values kept)."""
+    if node.op_type not in _STEP_OPS or not outs or ins[0] is None:
+        return
+    x, y = ins[0], outs[0]
+    if getattr(x, "requires_grad", False) and x.dtype.is_floating_point:
+        outs[0] = y.detach() + (x - x.detach())
 
 
 # ---- the search ---------------------------------------------------------------------------------
