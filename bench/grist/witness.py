@@ -11,7 +11,13 @@ runs the model on onnxruntime's CPU provider and checks a tensor:
 Values are chosen with a margin so that they fire under exact float32 semantics too, not only
 under onnxruntime's approximate kernels (e.g. its Sigmoid is already 0 below -18).
 For ``in_range`` witnesses every value lies inside the case's ranges (inputs: the ranges file;
-weights: the ranges file or the ``trainable`` rule); :func:`range_violations` checks this.
+weights, overridden or stored: the ranges file or the ``trainable`` rule); the runners list any
+value outside them as a violation.
+
+:func:`alarm_witnesses` gives the witnesses of the *extra alarms* that ``truth.json`` marks as
+``real``: numsentry findings on nodes that are not ground-truth defects, but where inputs and
+weights inside the ranges really make that node produce inf/NaN from finite inputs (or, for a
+NUM002 division, a divisor that is exactly 0). :func:`run_alarm_witness` checks them.
 """
 
 from __future__ import annotations
@@ -76,6 +82,40 @@ def first_elem(value: float) -> Callable[..., np.ndarray]:
     def fill(lo: float, hi: float, stored: np.ndarray) -> np.ndarray:
         arr = stored.copy()
         arr.flat[0] = np.float32(value)
+        return arr
+
+    return fill
+
+
+def columns(first: float, rest: float) -> Callable[..., np.ndarray]:
+    """Last-axis index 0 gets ``first``, every other index ``rest``."""
+
+    def fill(lo: float, hi: float, stored: np.ndarray) -> np.ndarray:
+        arr = np.full(stored.shape, rest, np.float32)
+        arr[..., 0] = first
+        return arr
+
+    return fill
+
+
+def tiny_col0(tiny: float, rest: float = 1.0) -> Callable[..., np.ndarray]:
+    """All ``rest``, except column 0, which is zero but for element [0, 0] = ``tiny``."""
+
+    def fill(lo: float, hi: float, stored: np.ndarray) -> np.ndarray:
+        arr = np.full(stored.shape, rest, np.float32)
+        arr[:, 0] = 0.0
+        arr[0, 0] = tiny
+        return arr
+
+    return fill
+
+
+def row_only(index: int, value: float) -> Callable[..., np.ndarray]:
+    """All zero except first-axis row ``index``, which is ``value``."""
+
+    def fill(lo: float, hi: float, stored: np.ndarray) -> np.ndarray:
+        arr = np.zeros(stored.shape, np.float32)
+        arr[index] = value
         return arr
 
     return fill
@@ -207,7 +247,9 @@ def witnesses(cid: str) -> list[Witness]:
         return [Witness(["L2/SCMATMUL/ratio_div"], {"X": 1.0, "Y": onehot},
                         {"G_matmul_1": first_elem(-1e-7)})]
     if cid in ("28c", "28d"):
-        return [Witness(["loss/LogSoftmax"], {"X": 1.0, "Y": onehot}, {"G_matmul_1": 1e-35})]
+        # the stored G_matmul_2 (10.93 / 13.50) lies outside its trainable range [-10, 10]
+        return [Witness(["loss/LogSoftmax"], {"X": 1.0, "Y": onehot},
+                        {"G_matmul_1": 1e-35, "G_matmul_2": 10.0})]
     if cid == "31":
         base = {"x": 0.0, "z": 0.0, "keep_prob": 0.3}
         return [Witness(["D_loss/Log"], base, {"D_w2": 0.0, "D_b2": HI, "D_w3": LO, "D_b3": LO}),
@@ -223,12 +265,126 @@ _UNET_WEIGHTS = (
 )
 
 
+
+# -- witnesses of the extra alarms that are real ----------------------------------------------------
+
+
+def _tfuzz_logits(first: float, rest: float) -> dict[str, Fill]:
+    """TensorFuzz MLP weights giving logits [first, rest, ..., rest] for every input.
+
+    dense_1/kernel = 0 and dense_1/bias = 10 make the 100 hidden units 10 each, so logit k is
+    10 * 100 * dense_2/kernel[:, k] (dense_2/bias keeps its stored zeros).
+    """
+    return {"dense_1/kernel": 0.0, "dense_1/bias": HI,
+            "dense_2/kernel": columns(first / 1000.0, rest / 1000.0)}
+
+
+def _unet_logits(logit: float) -> dict[str, Fill]:
+    """U-Net weights giving the same logit for both classes at every pixel.
+
+    up0/w1 = 0 and up0/b1 = 10 make the 16 channels 10, up0/w2 = 0.1 then gives
+    144 * 10 * 0.1 = 144 everywhere, and the 1x1 output conv 16 * 144 * w = ``logit``.
+    """
+    return {"up0/w1": 0.0, "up0/b1": HI, "up0/w2": 0.1, "up0/b2": 0.0, "out/bias": 0.0,
+            "out/weight": logit / 2304.0}
+
+
+def alarm_witnesses(cid: str) -> list[AlarmWitness]:
+    """Witnesses of the extra alarms of case ``cid`` that ``truth.json`` marks ``real``.
+
+    Returns an empty list for a case with no real extra alarm.
+    """
+    onehot = [1.0] + [0.0] * 9
+    if cid in ("11a", "11b", "11c", "16a", "16b", "16c"):
+        base = {"x": 1.0, "y": onehot}
+        # 16b/16c clip the logits to [min(logits), 87]: a logit of 0 keeps the 87s clipped
+        big = _tfuzz_logits(88.0, 88.0) if cid[:2] == "11" or cid == "16a" else \
+            _tfuzz_logits(0.0, 100.0)
+        out = [AlarmWitness(["unsafe_softmax/Sum NUM007"], base, big),
+               AlarmWitness(["unsafe_softmax/truediv NUM002"], base, _tfuzz_logits(-110.0, -110.0))]
+        if cid == "11c":
+            out.append(AlarmWitness(["unsafe_softmax/Exp_1 NUM003"], base,
+                                    _tfuzz_logits(100.0, 100.0)))
+        if cid in ("11c", "16b"):
+            out.append(AlarmWitness(["cross_entropy/Log NUM001"], base,
+                                    _tfuzz_logits(0.0, -110.0)))
+        return out
+    if cid == "13":
+        return [AlarmWitness(["softmax/truediv NUM002"], {"edge_attr": 1.0})]
+    if cid == "17":
+        base = {"x": 1.0, "y": 0.0, "keep_prob": 1.0}
+        return [AlarmWitness([f"{s}/pixel_wise_softmax/Sum NUM007"
+                              for s in ("cost", "cross_entropy", "predicter")],
+                             base, _unet_logits(88.4)),
+                AlarmWitness([f"{s}/pixel_wise_softmax/Exp NUM003"
+                              for s in ("cross_entropy", "predicter")],
+                             base, _unet_logits(100.0))]
+    base = {"X": 1.0, "Y": onehot}
+    if cid == "28a":
+        return [AlarmWitness(["L1/SCMATMUL/z_div NUM002"], base, {"w1": zero_col0}),
+                AlarmWitness(["L2/SCMATMUL/z_div NUM002", "L2/SCADD/bias_div NUM002"], base,
+                             {"wout": zero_col0})]
+    if cid == "28b":
+        return [AlarmWitness(["L1/SCMATMUL/scale_div NUM002"], base,
+                             {"G_matmul_1": first_elem(-1e-7)}),
+                AlarmWitness(["L2/SCMATMUL/scale_div NUM002"], base,
+                             {"G_matmul_2": first_elem(-1e-7)})]
+    if cid in ("28c", "28d"):
+        # the stored G_matmul_2 (10.93 / 13.50) lies outside its trainable range [-10, 10]
+        def gains(**kw: Fill) -> dict[str, Fill]:
+            return {"G_matmul_2": 1.0, **kw}
+
+        s1 = 784.0  # colsum |w1| with w1 = 1
+        s2 = 128.0  # colsum |wout| with |wout| = 1
+        return [
+            AlarmWitness(["L1/SCMATMUL/z_div NUM002", "L1/SCADD/bias_div NUM002"], base,
+                         gains(w1=zero_col0)),
+            AlarmWitness(["L1/SCMATMUL/scale_div NUM002"], base, gains(G_matmul_1=0.0)),
+            # s1m = 784 / g1 = 2.5e38 is finite, 2 * s1m is not
+            AlarmWitness(["L1/SCADD/double_scale NUM007"], base,
+                         gains(w1=1.0, G_matmul_1=s1 / 2.5e38)),
+            AlarmWitness(["L2/SCMATMUL/ratio_div NUM002"], base, gains(w1=0.0)),
+            # g1 = -1: s1m = -784 and -1e-35 (column 0), max = -1e-35, r = 7.8e37, x*r = -7.8e37
+            AlarmWitness(["L2/SCMATMUL/MatMul NUM007"], base,
+                         gains(w1=tiny_col0(1e-35), G_matmul_1=-1.0, wout=1.0)),
+            AlarmWitness(["L2/SCMATMUL/z_div NUM002", "L2/SCADD/bias_div NUM002"], base,
+                         gains(wout=zero_col0)),
+            # max(s1a) = 784 / g1 = 1e38, times colsum |wout| = 128
+            AlarmWitness(["L2/SCMATMUL/m_S NUM007"], base,
+                         gains(w1=1.0, G_matmul_1=s1 / 1e38, wout=1.0)),
+            AlarmWitness(["L2/SCMATMUL/scale_div NUM002"], base, {"G_matmul_2": 0.0}),
+            # as for the MatMul, but one row of wout: z = x*r = -7.8e37, times g2 = 10
+            AlarmWitness(["L2/SCMATMUL/z_g NUM007"], base,
+                         {"w1": tiny_col0(1e-35), "G_matmul_1": -1.0, "wout": row_only(1, 1.0),
+                          "G_matmul_2": 10.0}),
+            # s2m = max(s1a) * 128 / g2 = 784 * 128 / g2 = 2.5e38
+            AlarmWitness(["L2/SCADD/double_scale NUM007"], base,
+                         {"w1": 1.0, "G_matmul_1": 1.0, "wout": 1.0,
+                          "G_matmul_2": s1 * s2 / 2.5e38}),
+            # g1 = -1e-37: s1m = -inf except column 0 (-1e7 = max), so x*r = -inf in 127 rows,
+            # the L2 MatMul gives -inf/+inf per column, z*g2 is clipped to -1/+1, and the
+            # logits are +-1 * s2m with s2m = -1e7 * 128 / g2 = -1.5e38: finite, 3e38 apart
+            AlarmWitness(["loss/Sum NUM007"], {"X": 1.0, "Y": 1.0},
+                         {"w1": tiny_col0(1e-30), "G_matmul_1": -1e-37,
+                          "wout": columns(1.0, -1.0), "G_matmul_2": 1e7 * s2 / 1.5e38}),
+        ]
+    if cid in ("35a", "35b"):
+        # h2 = softplus(10) for all 500 units, z_log_sigma_sq = 500 * 10 * 0.32 -> clipped to 87
+        return [AlarmWitness(["latent_loss/Sum NUM007"], {"x": 0.5, "eps": 0.0},
+                             {"recog/h2": 0.0, "recog/b2": HI, "recog/out_log_sigma": HI})]
+    return []
+
 # -- running ----------------------------------------------------------------------------------------
 
 
 def trainable_range(stored: np.ndarray) -> tuple[float, float]:
-    """numsentry's ``trainable`` rule: [min - span, max + span]; [-10, 10] if span is 0."""
+    """numsentry's ``trainable`` rule: [min - span, max + span]; [-10, 10] if span is 0.
+
+    A scalar (rank-0) initializer is not widened: it keeps its stored value.
+    """
     lo, hi = float(stored.min()), float(stored.max())
+    if stored.ndim == 0:
+        return lo, hi
     span = hi - lo
     if span == 0.0:
         return -10.0, 10.0
@@ -254,6 +410,82 @@ def _materialise(fill: Fill, lo: float, hi: float, stored: np.ndarray) -> np.nda
         return np.full(stored.shape, value, stored.dtype)
     arr = np.asarray(fill)
     return np.broadcast_to(arr, stored.shape).astype(stored.dtype)
+
+
+@dataclass
+class _Prepared:
+    """A case model with a witness's weights written in, and its feeds."""
+
+    model: onnx.ModelProto
+    feeds: dict[str, np.ndarray]
+    weights: dict[str, np.ndarray]  # every initializer's value as run (overridden or stored)
+    violations: list[str]
+
+
+def _prepare(model_path: str | Path, ranges_path: str | Path, inputs: Mapping[str, Fill],
+             weights: Mapping[str, Fill], batch: int) -> _Prepared:
+    """Load the model, write the weight overrides in and build the input feeds.
+
+    Every value that runs (inputs, overridden weights and the stored values of the others) is
+    checked against the case's ranges; values outside them are listed as violations.
+    """
+    model = onnx.load(str(model_path))
+    ranges = json.loads(Path(ranges_path).read_text())
+    wranges = weight_ranges(model, ranges)
+    violations: list[str] = []
+    values: dict[str, np.ndarray] = {}
+    for init in model.graph.initializer:
+        stored = numpy_helper.to_array(init)
+        lo, hi = wranges[init.name]
+        if init.name in weights:
+            value = _materialise(weights[init.name], lo, hi, stored).astype(stored.dtype)
+            init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(value), init.name))
+            where = ""
+        else:
+            value, where = stored, " (stored)"
+        if value.size and (value.min() < lo or value.max() > hi):
+            violations.append(f"weight {init.name}{where} outside [{lo}, {hi}]")
+        values[init.name] = value
+    unknown = set(weights) - set(values)
+    if unknown:
+        raise KeyError(f"no initializer named {sorted(unknown)}")
+    feeds: dict[str, np.ndarray] = {}
+    for vi in model.graph.input:
+        if vi.name in values:
+            continue
+        ttype = vi.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else batch for d in ttype.shape.dim]
+        dtype = helper.tensor_dtype_to_np_dtype(ttype.elem_type)
+        if vi.name not in inputs:
+            raise KeyError(f"witness gives no value for input {vi.name!r}")
+        arr = np.broadcast_to(np.asarray(inputs[vi.name]), shape).astype(dtype)
+        lo, hi = ranges[vi.name]
+        if arr.min() < lo or arr.max() > hi:
+            violations.append(f"input {vi.name} outside [{lo}, {hi}]")
+        feeds[vi.name] = np.ascontiguousarray(arr)
+    return _Prepared(model, feeds, values, violations)
+
+
+def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], fetch: list[str],
+         types: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Run ``model`` on onnxruntime (CPU), adding the ``fetch`` tensors as graph outputs.
+
+    ``types`` gives the element type of each fetched tensor (default float).
+    """
+    import onnxruntime as ort
+
+    existing = {o.name for o in model.graph.output}
+    for name in fetch:
+        if name not in existing:
+            elem = (types or {}).get(name, onnx.TensorProto.FLOAT)
+            model.graph.output.append(helper.make_tensor_value_info(name, elem, None))
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    with np.errstate(all="ignore"):
+        outs = sess.run(fetch, feeds)
+    return dict(zip(fetch, outs, strict=True))
 
 
 @dataclass
@@ -290,37 +522,8 @@ def run_witness(model_path: str | Path, ranges_path: str | Path, wit: Witness,
     Returns:
         The checked tensors, the list of values outside the ranges, and the checked names.
     """
-    import onnxruntime as ort
-
-    model = onnx.load(str(model_path))
-    ranges = json.loads(Path(ranges_path).read_text())
-    wranges = weight_ranges(model, ranges)
-    violations: list[str] = []
-    inits = {i.name: i for i in model.graph.initializer}
-    for name, fill in wit.weights.items():
-        stored = numpy_helper.to_array(inits[name])
-        lo, hi = wranges[name]
-        value = _materialise(fill, lo, hi, stored).astype(stored.dtype)
-        if value.min() < lo or value.max() > hi:
-            violations.append(f"weight {name} outside [{lo}, {hi}]")
-        inits[name].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(value), name))
-    feeds: dict[str, np.ndarray] = {}
-    init_names = set(inits)
-    for vi in model.graph.input:
-        if vi.name in init_names:
-            continue
-        ttype = vi.type.tensor_type
-        shape = [d.dim_value if d.HasField("dim_value") else batch for d in ttype.shape.dim]
-        dtype = helper.tensor_dtype_to_np_dtype(ttype.elem_type)
-        if vi.name not in wit.inputs:
-            raise KeyError(f"witness gives no value for input {vi.name!r}")
-        fill = wit.inputs[vi.name]
-        arr = np.broadcast_to(np.asarray(fill), shape).astype(dtype)
-        lo, hi = ranges[vi.name]
-        if arr.min() < lo or arr.max() > hi:
-            violations.append(f"input {vi.name} outside [{lo}, {hi}]")
-        feeds[vi.name] = np.ascontiguousarray(arr)
-    nodes = {n.name: n for n in model.graph.node}
+    prep = _prepare(model_path, ranges_path, wit.inputs, wit.weights, batch)
+    nodes = {n.name: n for n in prep.model.graph.node}
     targets = [wit.check] if wit.check else list(wit.defects)
     checked = []
     for target in targets:
@@ -331,15 +534,128 @@ def run_witness(model_path: str | Path, ranges_path: str | Path, wit: Witness,
         out = nodes[target].output[0]
         if out not in fetch:
             fetch.append(out)
-    existing = {o.name for o in model.graph.output}
-    for name in fetch:
-        if name not in existing:
-            model.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
-                                                                    None))
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
-    with np.errstate(all="ignore"):
-        outs = sess.run(fetch, feeds)
-    return WitnessRun(dict(zip(fetch, outs, strict=True)), violations, checked)
+    values = _run(prep.model, prep.feeds, fetch)
+    return WitnessRun(values, prep.violations, checked)
+
+
+# -- extra alarms ------------------------------------------------------------------------------------
+
+
+@dataclass
+class AlarmWitness:
+    """One witness that one or more extra alarms of a case are real.
+
+    ``alarms`` are ``"<node> <rule>"`` keys, as in the ``extra_alarms`` of ``truth.json``. The
+    witness fires an alarm when, on onnxruntime, the node gets a divisor that is exactly 0 (rule
+    NUM002), or (any other rule) every float input of the node is finite and its output holds
+    an inf or a NaN: the node itself creates the non-finite value.
+    """
+
+    alarms: list[str]
+    inputs: Mapping[str, Fill]
+    weights: Mapping[str, Fill] = field(default_factory=dict)
+
+
+@dataclass
+class AlarmRun:
+    """Result of running one alarm witness."""
+
+    fired: dict[str, bool]  # per alarm key
+    detail: dict[str, str]  # per alarm key: what was seen at the node
+    violations: list[str]  # values outside the case's ranges
+
+
+_REDUCTIONS = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+               "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")
+
+
+def _finite_operands(node: onnx.NodeProto, inputs: list[np.ndarray | None],
+                     out_shape: tuple[int, ...]) -> np.ndarray:
+    """Per output element: whether every float input element it is computed from is finite.
+
+    Exact for element-wise (broadcasting) ops, reductions and 2-D MatMul; for any other op an
+    output element counts as having finite operands only when every float input is finite.
+    """
+    floats = [a for a in inputs if a is not None and a.dtype.kind == "f"]
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type in _REDUCTIONS and inputs and inputs[0] is not None:
+        x = inputs[0]
+        axes = attrs.get("axes")
+        if axes is None and len(inputs) > 1 and inputs[1] is not None:
+            axes = [int(v) for v in np.asarray(inputs[1]).ravel()]
+        axis = tuple(int(a) % x.ndim for a in axes) if axes else tuple(range(x.ndim))
+        fin = np.all(np.isfinite(x), axis=axis, keepdims=bool(attrs.get("keepdims", 1)))
+    elif node.op_type == "MatMul" and all(a is not None and a.ndim == 2 for a in inputs[:2]):
+        a, b = inputs[0], inputs[1]
+        assert a is not None and b is not None
+        fin = np.all(np.isfinite(a), axis=1)[:, None] & np.all(np.isfinite(b), axis=0)[None, :]
+    else:
+        try:
+            fin = np.ones(out_shape, bool)
+            for a in floats:
+                fin = fin & np.broadcast_to(np.isfinite(a), out_shape)
+        except ValueError:  # not element-wise
+            fin = np.full(out_shape, all(bool(np.all(np.isfinite(a))) for a in floats))
+    return np.broadcast_to(fin, out_shape)
+
+
+def alarm_fired(rule: str, node: onnx.NodeProto, inputs: list[np.ndarray | None],
+                output: np.ndarray) -> tuple[bool, str]:
+    """Whether one node's concrete values fire an alarm of ``rule`` (see :class:`AlarmWitness`).
+
+    Args:
+        rule: numsentry rule code. NUM002: the divisor (input 1) holds an exact 0. Any other
+            rule: some output element is inf/NaN although every float input element it is
+            computed from is finite (the node itself creates it).
+        node: The node.
+        inputs: The node's input values (None for absent inputs).
+        output: The node's first output.
+
+    Returns:
+        (fired, a short description of the values).
+    """
+    if rule == "NUM002":
+        div = inputs[1] if len(inputs) > 1 else None
+        zeros = int(np.count_nonzero(div == 0)) if div is not None else 0
+        return zeros > 0, f"{zeros} zero divisor element(s)"
+    bad = ~np.isfinite(output)
+    fresh = int(np.count_nonzero(bad & _finite_operands(node, inputs, output.shape)))
+    return fresh > 0, (f"{int(np.count_nonzero(bad))} non-finite output element(s), {fresh} of "
+                       "them from finite operands")
+
+
+def run_alarm_witness(model_path: str | Path, ranges_path: str | Path, wit: AlarmWitness,
+                      batch: int = 1) -> AlarmRun:
+    """Run one alarm witness on onnxruntime and check each of its alarms.
+
+    Args:
+        model_path: The case's ONNX file.
+        ranges_path: The case's JSON ranges file.
+        wit: The witness.
+        batch: Value given to symbolic dims (the benchmark analyses batch = 1).
+
+    Returns:
+        Per alarm whether it fired and what was seen, and the values outside the ranges.
+    """
+    prep = _prepare(model_path, ranges_path, wit.inputs, wit.weights, batch)
+    inferred = onnx.shape_inference.infer_shapes(prep.model)
+    types = {vi.name: vi.type.tensor_type.elem_type
+             for vi in [*inferred.graph.value_info, *inferred.graph.output]}
+    nodes = {n.name: n for n in prep.model.graph.node}
+    known = {**prep.feeds, **prep.weights}
+    plan: dict[str, tuple[str, onnx.NodeProto]] = {}
+    fetch: list[str] = []
+    for key in wit.alarms:
+        node_name, rule = key.rsplit(" ", 1)
+        node = nodes[node_name]
+        plan[key] = (rule, node)
+        for name in [*node.input, node.output[0]]:
+            if name and name not in known and name not in fetch:
+                fetch.append(name)
+    values = {**known, **_run(prep.model, prep.feeds, fetch, types)}
+    fired: dict[str, bool] = {}
+    detail: dict[str, str] = {}
+    for key, (rule, node) in plan.items():
+        ins = [values[n] if n else None for n in node.input]
+        fired[key], detail[key] = alarm_fired(rule, node, ins, values[node.output[0]])
+    return AlarmRun(fired, detail, prep.violations)

@@ -50,7 +50,12 @@ def run_concrete(
     env: dict[str, Any] = {}
     for name, arr in g.initializers.items():
         v = weights[name] if weights is not None and name in weights else arr
-        env[name] = k.asarray(v) if isinstance(v, np.ndarray) else v
+        if isinstance(v, np.ndarray):
+            # torch refuses to share read-only NumPy memory (the loader's weights are read-only)
+            v = np.array(v) if k.name == "torch" and not v.flags.writeable else v
+            env[name] = k.asarray(v)
+        else:
+            env[name] = v
     for v in g.inputs:
         if v.name not in feeds:
             raise UnsupportedOpError(f"missing value for graph input {v.name!r}")

@@ -121,7 +121,7 @@ def print_text(res: DeviationResult, console: Any = None, layer_pairs: int = 1,
     for c, j in (("config", "left"), ("class", "center"), ("bits min", "right"), ("bits med", "right"),
                  ("max ULP", "right"), ("L∞", "right"), ("differ", "right"), ("top-1 flips", "right"),
                  ("D_MAD", "right"), ("f64 bits", "right"), ("f64 ULP", "right"), ("margin ULP", "right"),
-                 ("repeats", "right"), ("ms", "right")):
+                 ("distinct/rep", "right"), ("ms", "right")):
         t.add_column(c, justify=j)  # type: ignore[arg-type]
     for r in res.rows:
         rr = r.result

@@ -18,7 +18,7 @@ the generated pytest file does (initializers replaced in the model, a fresh sess
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,8 @@ from numsentry.errors import UserError
 from numsentry.ir.graph import Node
 from numsentry.ir.load import Model
 
-__all__ = ["RANDOM_OPS", "OrtRunner", "Target", "confirm_exact", "fired", "has_random_ops"]
+__all__ = ["RANDOM_OPS", "Attempt", "OrtRunner", "Outcome", "Target", "Witness", "confirm_exact", "fired",
+           "has_random_ops", "substituted"]
 
 #: Ops whose output changes from run to run: a witness must fire on every one of several runs.
 RANDOM_OPS = frozenset({"RandomUniform", "RandomUniformLike", "RandomNormal", "RandomNormalLike",
@@ -53,6 +54,92 @@ class Target:
     @property
     def key(self) -> tuple[str, str]:
         return (self.rule, self.node.name)
+
+
+@dataclass
+class Witness:
+    """Concrete values that make a finding fire on onnxruntime.
+
+    Attributes:
+        rule: Rule code.
+        node: Node name.
+        op_type: Op type.
+        inputs: Every graph input.
+        weights: The weights whose values differ from the stored ones.
+        observed: What onnxruntime showed at the node.
+        method: ``gradient``, ``random`` or ``system``.
+        goal: The objective (or sampler) that found it.
+        seconds: Search time until it was found.
+        extra: Method-specific data (the system test's training batch, steps, learning rate...).
+    """
+
+    rule: str
+    node: str
+    op_type: str
+    inputs: dict[str, np.ndarray]
+    weights: dict[str, np.ndarray]
+    observed: str
+    method: str
+    goal: str
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Attempt:
+    """One restart: its objective, starting point, steps and the best torch loss reached."""
+
+    goal: str
+    init: str
+    steps: int
+    best_loss: float
+    ort_checks: int
+
+
+@dataclass
+class Outcome:
+    """The result of triggering one finding.
+
+    Attributes:
+        rule: Rule code.
+        node: Node name.
+        op_type: Op type.
+        confirmed: Whether onnxruntime showed the failure with a witness.
+        witness: The witness, if confirmed.
+        seconds: Time spent on this finding.
+        attempts: What was tried.
+        note: Why nothing was tried, or what came closest.
+        path: Directory of the written reproduction (set by `numsentry.search.reproduce`).
+    """
+
+    rule: str
+    node: str
+    op_type: str
+    confirmed: bool
+    witness: Witness | None
+    seconds: float
+    attempts: list[Attempt] = field(default_factory=list)
+    note: str = ""
+    path: str | None = None
+
+    def tried(self) -> str:
+        """One line: what the search tried."""
+        if not self.attempts:
+            return self.note or "nothing tried"
+        goals = sorted({a.goal for a in self.attempts})
+        best = min(a.best_loss for a in self.attempts)
+        steps = sum(a.steps for a in self.attempts)
+        checks = sum(a.ort_checks for a in self.attempts)
+        return (f"{len(self.attempts)} restart(s), {steps} steps, {checks} onnxruntime checks in "
+                f"{self.seconds:.1f} s; objectives: {'; '.join(goals)}; best torch loss {best:.4g}"
+                + (f"; {self.note}" if self.note else ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (without the witness arrays)."""
+        return {"rule": self.rule, "node": self.node, "op_type": self.op_type, "confirmed": self.confirmed,
+                "witness": self.path, "observed": self.witness.observed if self.witness else None,
+                "method": self.witness.method if self.witness else None, "seconds": round(self.seconds, 4),
+                "tried": self.tried()}
 
 
 def has_random_ops(model: Model) -> bool:

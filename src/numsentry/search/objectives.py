@@ -21,16 +21,18 @@ through a finding's goals. Whatever the loss says, only onnxruntime confirms a w
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from numsentry.dtypes import FLOAT_FORMATS, FloatFormat
-from numsentry.ir.graph import Graph, Node
+from numsentry.ir.graph import Graph, Node, ValueInfo
+from numsentry.ir.load import Model
 
-__all__ = ["SEARCHABLE_RULES", "Goal", "goals_for", "producers"]
+__all__ = ["SEARCHABLE_RULES", "Goal", "TorchView", "goals_for", "producers", "prune", "torch_threads"]
 
 #: Rules the gradient search has objectives for. NUM009 (Range step) and NUM010 (integer
 #: division) are integer hazards: gradients say nothing there, and onnxruntime may crash on an
@@ -157,6 +159,16 @@ def _above(value: str, target: float) -> Loss:
     return lambda v: target - _amax(v[value])
 
 
+def _all_below(value: str, target: float) -> Loss:
+    """max(value) - target: reached when every element is at or below ``target``."""
+    return lambda v: _amax(v[value]) - target
+
+
+def _abs_above(value: str, target: float) -> Loss:
+    """target - max |value|: reached when some element's magnitude reaches ``target``."""
+    return lambda v: target - _amax(v[value].abs())
+
+
 def _abs_min(value: str) -> Loss:
     return lambda v: _amin(v[value].abs())
 
@@ -189,7 +201,7 @@ def _zero_goals(graph: Graph, prod: Mapping[str, Node], value: str, fmt: FloatFo
                           (p.inputs[0],), _below(p.inputs[0], -1e-3)))
     elif p is not None and p.op_type == "Sub":
         a, b = p.inputs[0], p.inputs[1]
-        bsrc, bp = _back(prod, b, inits)
+        _, bp = _back(prod, b, inits)
         if bp is not None and bp.op_type == "Sigmoid":
             goals.append(Goal(f"push the input of {bp.name} above {_SIGMOID_ONE:g} (sigmoid exactly 1)",
                               (bp.inputs[0],), _above(bp.inputs[0], _SIGMOID_ONE)))
@@ -225,9 +237,7 @@ def goals_for(graph: Graph, node: Node, rule: str, as_dtype: str | None = None) 
     fmt = _fmt_of(graph, out or x or "", as_dtype)
     op = node.op_type
     goals: list[Goal] = []
-    if rule == "NUM001" and x is not None:
-        goals = _zero_goals(graph, prod, x, fmt, f"the input of {node.name}")
-    elif rule == "NUM011" and x is not None:
+    if (rule == "NUM001" and x is not None) or (rule == "NUM011" and x is not None):
         goals = _zero_goals(graph, prod, x, fmt, f"the input of {node.name}")
     elif rule == "NUM004" and op == "Sqrt" and x is not None:
         goals = _zero_goals(graph, prod, x, fmt, f"the input of {node.name}", strict_negative=True)
@@ -239,12 +249,12 @@ def goals_for(graph: Graph, node: Node, rule: str, as_dtype: str | None = None) 
         if op == "BatchNormalization" and len(ins) > 4:
             d = ins[4]
         if d:
-            src, p = _back(prod, d, graph.initializers)
+            _, p = _back(prod, d, graph.initializers)
             if p is not None and p.op_type in ("ReduceSum", "Sum", "ReduceMean"):
                 _, ep = _back(prod, p.inputs[0], graph.initializers)
                 if ep is not None and ep.op_type == "Exp":
                     goals.append(Goal(f"make every exp under {p.name} underflow (sum of exps = 0)",
-                                      (ep.inputs[0],), lambda v, u=ep.inputs[0]: _amax(v[u]) - (fmt.log_tiny - 1.0)))
+                                      (ep.inputs[0],), _all_below(ep.inputs[0], fmt.log_tiny - 1.0)))
             goals.append(Goal(f"drive min |{d}| to 0", (d,), _abs_min(d)))
     elif rule == "NUM003" and op == "Exp" and x is not None:
         goals = [Goal(f"push the input of {node.name} above {fmt.log_max + 0.5:.4g} (exp overflows)",
@@ -262,11 +272,11 @@ def goals_for(graph: Graph, node: Node, rule: str, as_dtype: str | None = None) 
         goals = [Goal("negative base with a non-integer exponent, or 0 ** negative", (b, e), pow_loss)]
     elif rule == "NUM006" and x is not None:
         if op in ("Asin", "Acos"):
-            goals = [Goal("push |x| above 1", (x,), lambda v, x=x: 1.0 + 1e-6 - _amax(v[x].abs()))]
+            goals = [Goal("push |x| above 1", (x,), _abs_above(x, 1.0 + 1e-6))]
         elif op == "Acosh":
             goals = [Goal("push x below 1", (x,), _below(x, 1.0 - 1e-6))]
         elif op == "Atanh":
-            goals = [Goal("push |x| to 1", (x,), lambda v, x=x: 1.0 - _amax(v[x].abs()))]
+            goals = [Goal("push |x| to 1", (x,), _abs_above(x, 1.0))]
     elif rule == "NUM008" and out is not None:
         goals = [Goal(f"push |{x}| past the target format's max", (out,), _overflow(out, fmt))]
     # every hazard: the node's own output overflowing (or turning NaN) is the generic goal
@@ -274,3 +284,98 @@ def goals_for(graph: Graph, node: Node, rule: str, as_dtype: str | None = None) 
         goals.append(Goal(f"maximise |output of {node.name}|", (out,), _overflow(out, fmt)))
     # hazards that can only fire downstream of an earlier failure have a non-finite input
     return goals
+
+
+# ---- the torch view of a model --------------------------------------------------------------------------
+
+
+def _reads(n: Node) -> list[str]:
+    out = [i for i in n.inputs if i]
+    for v in n.attrs.values():
+        for sg in v if isinstance(v, list) else [v]:
+            if isinstance(sg, Graph):
+                out += sorted(sg.outer_refs)
+    return out
+
+
+def prune(model: Model, values: Sequence[str]) -> Model:
+    """A model computing only ``values`` (as its outputs) from the inputs they depend on."""
+    g = model.graph
+    prod = {o: n for n in g.nodes for o in n.outputs if o}
+    need: set[int] = set()
+    stack = list(values)
+    seen: set[str] = set()
+    while stack:
+        v = stack.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        n = prod.get(v)
+        if n is not None and n.index not in need:
+            need.add(n.index)
+            stack += _reads(n)
+    nodes = [n for n in g.nodes if n.index in need]
+    types = g.value_types
+    outs = [types.get(v) or ValueInfo(v, 1, None) for v in values]
+    graph = replace(g, nodes=nodes, inputs=[v for v in g.inputs if v.name in seen],
+                    outputs=[ValueInfo(v.name, v.elem_type, v.shape) for v in outs],
+                    initializers={k: a for k, a in g.initializers.items() if k in seen})
+    return replace(model, graph=graph)
+
+
+class TorchView:
+    """A pruned model run on torch with chosen inputs and weights (differentiable).
+
+    Step functions (Sign, Floor, Ceil, Round) pass gradients straight through (their true
+    derivative is 0 almost everywhere, which would hide e.g. the weights that drive a sampled
+    Bernoulli ``relu(sign(p - u))`` or a dropout mask ``floor(keep + u)``); the values are exact.
+
+    Args:
+        model: The model.
+        values: Value names to compute (returned by `run`).
+    """
+
+    def __init__(self, model: Model, values: Sequence[str]) -> None:
+        import torch
+
+        from numsentry.ops.kernels import torch_kernels
+
+        self.k = torch_kernels()
+        self.model = prune(model, list(values))
+        self.inputs = [v.name for v in self.model.graph.inputs]
+        self.weights = list(self.model.graph.initializers)
+        self.fixed = {k: torch.as_tensor(np.array(a)) for k, a in self.model.graph.initializers.items()}
+
+    def run(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Run with torch tensors (or arrays) by name; unnamed weights keep their stored values."""
+        from numsentry.concrete import run_concrete
+
+        feeds = {n: values[n] for n in self.inputs}
+        w = {n: values.get(n, self.fixed[n]) for n in self.weights}
+        return run_concrete(self.model, feeds, k=self.k, weights=w, observe=_straight_through)
+
+
+_STEP_OPS = frozenset({"Sign", "Floor", "Ceil", "Round"})
+
+
+def _straight_through(node: Node, ins: list[Any], outs: list[Any]) -> None:
+    """Give step functions an identity gradient (outputs are replaced in place, values kept)."""
+    if node.op_type not in _STEP_OPS or not outs or ins[0] is None:
+        return
+    x, y = ins[0], outs[0]
+    if getattr(x, "requires_grad", False) and x.dtype.is_floating_point:
+        outs[0] = y.detach() + (x - x.detach())
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with torch limited to ``n`` intra-op threads (``None``: unchanged)."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,10 +31,18 @@ import numpy as np
 from numsentry.analyses.check import CheckResult
 from numsentry.dtypes import is_float_dtype
 from numsentry.errors import UserError
-from numsentry.ir.graph import Graph, Node, ValueInfo
+from numsentry.ir.graph import Node
 from numsentry.ir.load import Model
-from numsentry.search.confirm import OrtRunner, Target, confirm_exact, has_random_ops
-from numsentry.search.objectives import SEARCHABLE_RULES, Goal, goals_for
+from numsentry.search.confirm import (
+    Attempt,
+    OrtRunner,
+    Outcome,
+    Target,
+    Witness,
+    confirm_exact,
+    has_random_ops,
+)
+from numsentry.search.objectives import SEARCHABLE_RULES, Goal, TorchView, goals_for, torch_threads
 
 __all__ = [
     "Attempt",
@@ -235,188 +242,7 @@ def _sub_node(model: Model, name: str) -> Node:
     return next(n for n in model.graph.all_nodes() if n.name == name)
 
 
-@dataclass
-class Witness:
-    """Concrete values that make a finding fire on onnxruntime.
-
-    Attributes:
-        rule: Rule code.
-        node: Node name.
-        op_type: Op type.
-        inputs: Every graph input.
-        weights: The weights whose values differ from the stored ones.
-        observed: What onnxruntime showed at the node.
-        method: ``gradient``, ``random`` or ``system``.
-        goal: The objective (or sampler) that found it.
-        seconds: Search time until it was found.
-        extra: Method-specific data (the system test's training batch, steps, learning rate...).
-    """
-
-    rule: str
-    node: str
-    op_type: str
-    inputs: dict[str, np.ndarray]
-    weights: dict[str, np.ndarray]
-    observed: str
-    method: str
-    goal: str
-    seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Attempt:
-    """One restart: its objective, starting point, steps and the best torch loss reached."""
-
-    goal: str
-    init: str
-    steps: int
-    best_loss: float
-    ort_checks: int
-
-
-@dataclass
-class Outcome:
-    """The result of triggering one finding.
-
-    Attributes:
-        rule: Rule code.
-        node: Node name.
-        op_type: Op type.
-        confirmed: Whether onnxruntime showed the failure with a witness.
-        witness: The witness, if confirmed.
-        seconds: Time spent on this finding.
-        attempts: What was tried.
-        note: Why nothing was tried, or what came closest.
-        path: Directory of the written reproduction (set by `numsentry.search.reproduce`).
-    """
-
-    rule: str
-    node: str
-    op_type: str
-    confirmed: bool
-    witness: Witness | None
-    seconds: float
-    attempts: list[Attempt] = field(default_factory=list)
-    note: str = ""
-    path: str | None = None
-
-    def tried(self) -> str:
-        """One line: what the search tried."""
-        if not self.attempts:
-            return self.note or "nothing tried"
-        goals = sorted({a.goal for a in self.attempts})
-        best = min(a.best_loss for a in self.attempts)
-        steps = sum(a.steps for a in self.attempts)
-        checks = sum(a.ort_checks for a in self.attempts)
-        return (f"{len(self.attempts)} restart(s), {steps} steps, {checks} onnxruntime checks in "
-                f"{self.seconds:.1f} s; objectives: {'; '.join(goals)}; best torch loss {best:.4g}"
-                + (f"; {self.note}" if self.note else ""))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (without the witness arrays)."""
-        return {"rule": self.rule, "node": self.node, "op_type": self.op_type, "confirmed": self.confirmed,
-                "witness": self.path, "observed": self.witness.observed if self.witness else None,
-                "method": self.witness.method if self.witness else None, "seconds": round(self.seconds, 4),
-                "tried": self.tried()}
-
-
-# ---- the torch view --------------------------------------------------------------------------
-
-
-def _reads(n: Node) -> list[str]:
-    out = [i for i in n.inputs if i]
-    for v in n.attrs.values():
-        for sg in v if isinstance(v, list) else [v]:
-            if isinstance(sg, Graph):
-                out += sorted(sg.outer_refs)
-    return out
-
-
-def prune(model: Model, values: Sequence[str]) -> Model:
-    """A model computing only ``values`` (as its outputs) from the inputs they depend on."""
-    g = model.graph
-    prod = {o: n for n in g.nodes for o in n.outputs if o}
-    need: set[int] = set()
-    stack = list(values)
-    seen: set[str] = set()
-    while stack:
-        v = stack.pop()
-        if v in seen:
-            continue
-        seen.add(v)
-        n = prod.get(v)
-        if n is not None and n.index not in need:
-            need.add(n.index)
-            stack += _reads(n)
-    nodes = [n for n in g.nodes if n.index in need]
-    types = g.value_types
-    outs = [types.get(v) or ValueInfo(v, 1, None) for v in values]
-    graph = replace(g, nodes=nodes, inputs=[v for v in g.inputs if v.name in seen],
-                    outputs=[ValueInfo(v.name, v.elem_type, v.shape) for v in outs],
-                    initializers={k: a for k, a in g.initializers.items() if k in seen})
-    return replace(model, graph=graph)
-
-
-class TorchView:
-    """A pruned model run on torch with chosen inputs and weights (differentiable).
-
-    Step functions (Sign, Floor, Ceil, Round) pass gradients straight through (their true
-    derivative is 0 almost everywhere, which would hide e.g. the weights that drive a sampled
-    Bernoulli ``relu(sign(p - u))`` or a dropout mask ``floor(keep + u)``); the values are exact.
-
-    Args:
-        model: The model.
-        values: Value names to compute (returned by `run`).
-    """
-
-    def __init__(self, model: Model, values: Sequence[str]) -> None:
-        import torch
-
-        from numsentry.ops.kernels import torch_kernels
-
-        self.k = torch_kernels()
-        self.model = prune(model, list(values))
-        self.inputs = [v.name for v in self.model.graph.inputs]
-        self.weights = list(self.model.graph.initializers)
-        self.fixed = {k: torch.as_tensor(np.array(a)) for k, a in self.model.graph.initializers.items()}
-
-    def run(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Run with torch tensors (or arrays) by name; unnamed weights keep their stored values."""
-        from numsentry.concrete import run_concrete
-
-        feeds = {n: values[n] for n in self.inputs}
-        w = {n: values.get(n, self.fixed[n]) for n in self.weights}
-        return run_concrete(self.model, feeds, k=self.k, weights=w, observe=_straight_through)
-
-
-_STEP_OPS = frozenset({"Sign", "Floor", "Ceil", "Round"})
-
-
-def _straight_through(node: Node, ins: list[Any], outs: list[Any]) -> None:
-    """Give step functions an identity gradient (outputs are replaced in place, values kept)."""
-    if node.op_type not in _STEP_OPS or not outs or ins[0] is None:
-        return
-    x, y = ins[0], outs[0]
-    if getattr(x, "requires_grad", False) and x.dtype.is_floating_point:
-        outs[0] = y.detach() + (x - x.detach())
-
-
 # ---- the search ---------------------------------------------------------------------------------
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with torch limited to ``n`` intra-op threads (``None``: unchanged)."""
-    import torch
-
-    old = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _seed_of(*parts: Any) -> int:
@@ -508,7 +334,7 @@ class UnitSearch:
         """(graph inputs, weights differing from the stored ones) of a point."""
         ins = {n: np.asarray(point[n]) for n, v in self.space.items() if v.kind == "input"}
         ws = {n: np.asarray(point[n]) for n, v in self.space.items()
-              if v.kind == "weight" and v.searched and n in point
+              if v.kind == "weight" and v.searched and n in point and v.stored is not None
               and not np.array_equal(np.asarray(point[n]), v.stored)}
         return ins, ws
 
@@ -540,7 +366,7 @@ class UnitSearch:
                 ins, ws = self.split(trial)
                 hit = self.ort.check(ins, ws, [t])
                 if t.key in hit:
-                    point, observed = trial, hit[t.key]
+                    point = trial
         ins, ws = self.split(point)
         exact = confirm_exact(self.model.proto, ins, ws, t, self.opt.denormal_as_zero, runs=self.runs,
                               threads=self.opt.threads)
@@ -602,6 +428,7 @@ class UnitSearch:
         scale = {n: float(np.max(self.space[n].scale(point[n]))) for n in free}
         adam = _Adam(leaves, scale)
         pending = [x for x in self.targets if x.key not in self.found]
+        last_grads: dict[str, Any] = {}
         best, checks, last_checked, reached_before = np.inf, 0, np.inf, False
         steps = 0
 
@@ -637,9 +464,12 @@ class UnitSearch:
             if not leaves or not loss.requires_grad:
                 break
             grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+            last_grads = dict(zip(leaves, grads, strict=True))
             adam.step(grads, self.opt.lr * 0.1 ** (step / max(1, self.opt.steps - 1)))
             for n, x in leaves.items():
                 x.data.clamp_(self.space[n].lo, self.space[n].hi)
+        if leaves and time.perf_counter() - t0 < self.opt.budget_s:
+            best = min(best, self._probe(goal, view, leaves, consts, last_grads, t0))
         final = current()
         checks += 1
         if self.check(final, pending, "gradient", goal.name, t0) and t.key in self.found:
@@ -649,6 +479,64 @@ class UnitSearch:
             checks += 1
             self.check(snapped, pending, "gradient", goal.name + " (snapped)", t0)
         return Attempt(goal.name, how, steps, best, checks)
+
+
+    def _probe(self, goal: Goal, view: TorchView, leaves: Mapping[str, Any], consts: Mapping[str, Any],
+               grads: Mapping[str, Any], t0: float) -> float:
+        """Discrete moves the gradient cannot make, kept when they lower the torch loss.
+
+        First every searched tensor set entirely to 0, its lower and its upper bound (a zero
+        weight matrix, a saturating bias); then the most sensitive scalar tried on a grid of
+        magnitudes from the format's smallest subnormal up to its bound (a gain of exactly
+        -1e-7 against a +1e-7 guard, a scale of 1e-35). Returns the best loss.
+        """
+        import torch
+
+        def value() -> float:
+            vals: dict[str, Any] = dict(leaves)
+            vals.update(consts)
+            with np.errstate(all="ignore"):
+                f = float(goal.loss(view.run(vals)))
+            return -np.inf if np.isnan(f) else f
+
+        with torch.no_grad():
+            base = value()
+            for n, x in leaves.items():
+                var = self.space[n]
+                for fill in sorted({var.lo, var.hi} | ({0.0} if var.lo <= 0 <= var.hi else set())):
+                    if time.perf_counter() - t0 > self.opt.budget_s or base == -np.inf:
+                        return base
+                    old = x.data.clone()
+                    x.data.fill_(fill)
+                    f = value()
+                    if f < base:
+                        base = f
+                    else:
+                        x.data.copy_(old)
+            cands = [(float((g.abs() * self.space[n].width).max()), n, int(g.abs().argmax()))
+                     for n, g in grads.items() if g is not None and g.numel() and np.isfinite(self.space[n].width)]
+            if not cands or base == -np.inf:
+                return base
+            _, n, i = max(cands)
+            var, x = self.space[n], leaves[n]
+            flat = x.data.view(-1)
+            keep = float(flat[i])
+            top = max(abs(var.lo), abs(var.hi), 1e-30)
+            exps = np.arange(np.floor(np.log10(np.finfo(np.float32).smallest_subnormal)), np.log10(top) + 1)
+            mags = 10.0 ** exps
+            grid = np.concatenate([[0.0, var.lo, var.hi], mags, -mags])
+            grid = grid[(grid >= var.lo) & (grid <= var.hi)]
+            for v in grid:
+                if time.perf_counter() - t0 > self.opt.budget_s:
+                    break
+                flat[i] = float(v)
+                f = value()
+                if f < base:
+                    base, keep = f, float(flat[i])
+                    if f == -np.inf:
+                        break
+            flat[i] = keep
+        return base
 
 
 def trigger(model: Model, result: CheckResult, targets: Sequence[Target] | None = None,
