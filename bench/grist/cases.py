@@ -39,6 +39,7 @@ from bench.grist.builder import (
 #   gradient_only: forward value finite; the Sqrt argument is 0 (or subnormal, 0 under
 #                  flush-to-zero), where sqrt's derivative is infinite.
 Witnessing = tuple[str, str]
+Verdicts = dict[str, tuple[str, str]]  # extra alarm "<node> <rule>" -> (verdict, reason)
 IN_RANGE: Witnessing = ("in_range", "nan_inf")
 OUT_OF_RANGE: Witnessing = ("out_of_range", "nan_inf")
 GRADIENT: Witnessing = ("in_range", "gradient_only")
@@ -64,6 +65,27 @@ class Case:
     notes: str
     weights: dict[str, list[float]] = field(default_factory=dict)
     check_args: list[str] = field(default_factory=lambda: list(TRAINABLE))
+    extra_alarms: Verdicts = field(default_factory=dict)
+
+
+# Extra alarms: numsentry findings (not after an earlier finding) on nodes that are not
+# ground-truth defects, keyed "<node> <rule>", each with a verdict and a one-line reason:
+#   real:        inputs and weights inside the case's ranges make onnxruntime produce inf/NaN at
+#                that node from finite operands (NUM002: a divisor that is exactly 0); the
+#                witness is in bench/grist/witness.py (alarm_witnesses) and is tested;
+#   imprecision: no such values exist (the reason says why) and the reason names the
+#                interval-analysis imprecision that raises the alarm.
+# Propagation does not make an alarm real: a node that only turns an upstream inf/NaN into
+# inf/NaN is what numsentry marks after_earlier_finding.
+REAL, IMPRECISION = "real", "imprecision"
+
+
+def extra_note(verdicts: Verdicts, summary: str) -> str:
+    """The sentence appended to a case's notes about its extra alarms."""
+    n_real = sum(v == REAL for v, _ in verdicts.values())
+    n = len(verdicts)
+    return (f" EXTRA ALARMS ({n} numsentry finding{'s' if n > 1 else ''} on non-defect nodes, "
+            f"one by one in extra_alarms): {n_real} real, {n - n_real} imprecision. {summary}")
 
 
 CASES: dict[str, Callable[[], Case]] = {}
@@ -444,6 +466,43 @@ def case_61(cid: str) -> Case:
 _TFUZZ = {"11a": "truediv", "11b": "exp", "11c": "log", "16a": "base", "16b": "log16",
           "16c": "truediv16"}
 
+_TF_WITNESS = ("(Witnesses: dense_1/kernel = 0 and dense_1/bias = 10 make the 100 hidden units 10, "
+               "so dense_2/kernel = c gives logits 1000 * c.)")
+_TF_SUM = (REAL, "All ten logits 88: each exp(88) = 1.65e38 is finite, their class sum 1.65e39 "
+                 "overflows to inf.")
+_TF_SUM16 = (REAL, "Logits [0, 100, ..., 100]: l = clip(logits, 0, 87) = [0, 87, ...], nine "
+                   "finite exp(87) = 6.1e37 sum to 5.5e38 = inf (the defect's downstream effect, "
+                   "on a node the truth does not name).")
+_TF_DIV = (REAL, "All logits -110: every exp underflows to 0, so the class sum (the divisor) is "
+                 "exactly 0.")
+_TF_LOG = (REAL, "Logits [0, -110, ..., -110]: p_k = exp(-110) / 1 underflows to 0 and log|p| = "
+                 "-inf; nothing guards this log.")
+_TFUZZ_EXTRA: dict[str, Verdicts] = {
+    "11a": {"unsafe_softmax/Sum NUM007": _TF_SUM, "unsafe_softmax/truediv NUM002": _TF_DIV},
+    "11b": {"unsafe_softmax/Sum NUM007": _TF_SUM, "unsafe_softmax/truediv NUM002": _TF_DIV},
+    "11c": {"unsafe_softmax/Exp_1 NUM003": (
+                REAL, "The denominator's Exp of the same unclipped logits overflows exactly like "
+                      "the defect (numerator) Exp: a logit of 100 gives inf."),
+            "unsafe_softmax/Sum NUM007": _TF_SUM, "unsafe_softmax/truediv NUM002": _TF_DIV,
+            "cross_entropy/Log NUM001": _TF_LOG},
+    "16a": {"unsafe_softmax/Sum NUM007": _TF_SUM, "unsafe_softmax/truediv NUM002": _TF_DIV},
+    "16b": {"unsafe_softmax/Sum NUM007": _TF_SUM16, "unsafe_softmax/truediv NUM002": _TF_DIV,
+            "cross_entropy/Log NUM001": _TF_LOG},
+    "16c": {"unsafe_softmax/Sum NUM007": _TF_SUM16, "unsafe_softmax/truediv NUM002": _TF_DIV},
+}
+_TFUZZ_EXTRA_NOTE = {
+    "11a": "The class sum of the unclipped exps overflows even when each exp is finite (ten "
+           "logits of 88), and underflows to a zero divisor (all logits below -104).",
+    "11c": "The class sum overflows (ten logits of 88) or is a zero divisor (all logits below "
+           "-104), the denominator Exp overflows like the defect, and log(p) gets p = 0 when "
+           "one logit dominates by more than ~104.",
+    "16b": "Nine clipped exp(87) already overflow the class sum; all logits below -104 make it a "
+           "zero divisor; |p| = 0 reaches the unguarded log.",
+    "16c": "Nine clipped exp(87) already overflow the class sum; all logits below -104 make it a "
+           "zero divisor.",
+}
+_TFUZZ_EXTRA_NOTE["11b"] = _TFUZZ_EXTRA_NOTE["16a"] = _TFUZZ_EXTRA_NOTE["11a"]
+
 
 @register(*_TFUZZ)
 def case_tensorfuzz(cid: str) -> Case:
@@ -531,8 +590,10 @@ def case_tensorfuzz(cid: str) -> Case:
                "witness test checks the division.",
     }[cid]
     notes += " Weights share seeds across 11a-c and 16a-c."
+    extra = _TFUZZ_EXTRA[cid]
+    notes += extra_note(extra, f"{_TFUZZ_EXTRA_NOTE[cid]} {_TF_WITNESS}")
     return Case(cid, g.model(), {x: [-1.0, 1.0], y: [0.0, 1.0]}, [defect], {defect: witness},
-                notes)
+                notes, extra_alarms=extra)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -624,6 +685,16 @@ def case_vae(cid: str) -> Case:
     same = {"36a": "39a", "39a": "36a", "36b": "39b", "39b": "36b", "43a": "49a", "49a": "43a",
             "43b": "49b", "49b": "43b"}.get(cid)
     notes = f"Same model as case {same} (seeds shared). " if same else ""
+    kl_extra: Verdicts = {}
+    kl_note = ""
+    if n_z * 6.07e37 > 3.4028e38:  # more than 5 latent units: the KL sum can overflow
+        kl_extra = {"latent_loss/Sum NUM007": (
+            REAL, f"recog/h2 = 0, recog/b2 = 10, recog/out_log_sigma = 0.32: z_log_sigma_sq = "
+                  f"1611, clipped to 87, so each of the {n_z} KL terms 1 + 87 - mu^2 - exp(87) "
+                  f"is about -6.1e37 (finite) and their sum, -1.2e39, is -inf.")}
+        kl_note = extra_note(kl_extra, (
+            f"The KL sum over {n_z} latent units overflows once six or more log-variances reach "
+            "the clip at 87 (exp(87) = 6.1e37); the 2-unit VAEs cannot overflow it."))
     if variant == "a":
         notes += (
             "The log-variance is clipped once to [-87, 87] and the clipped value is reused in z "
@@ -635,7 +706,8 @@ def case_vae(cid: str) -> Case:
             "1e-10 + 1 == 1 in float32, so the guard vanishes and a saturated sigmoid gives "
             "log(0) = -inf (RANUM's ground-truth list for this model has it as Log_1). It is "
             "written as Add(1e-10, 1) then Sub so that a detector must reason in float32.")
-        return Case(cid, g.model(), inputs, [log_q], {log_q: IN_RANGE}, notes + " " + N01_NOTE)
+        return Case(cid, g.model(), inputs, [log_q], {log_q: IN_RANGE},
+                    notes + " " + N01_NOTE + kl_note, extra_alarms=kl_extra)
     notes += (
         "Variant with exp(clip(z_ls, -100, 87)) clipped inline twice (z and KL) and the KL "
         "linear term unclipped. Witness is gradient-only: exp(-100) = 3.8e-44 is a float32 "
@@ -644,7 +716,8 @@ def case_vae(cid: str) -> Case:
         "exp). The forward value of the Sqrt stays finite, so no forward NaN/Inf exists; the "
         "witness test checks that the Sqrt argument reaches the subnormal range. The program "
         "(GRIST objective min(z_ls), Adam training) really reaches it, so the Sqrt stays.")
-    return Case(cid, g.model(), inputs, [sqrt], {sqrt: GRADIENT}, notes + " " + N01_NOTE)
+    return Case(cid, g.model(), inputs, [sqrt], {sqrt: GRADIENT}, notes + " " + N01_NOTE + kl_note,
+                extra_alarms=kl_extra)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -992,7 +1065,13 @@ def case_13(cid: str) -> Case:
              "no ScatterElements reduction). edge_attr = 0 (in the test data) gives log(0). "
              "RANUM also expects the division (a group sum of logs can be 0, e.g. all ones); it "
              "is not in the fact sheet's defect list.")
-    return Case(cid, g.model(), {src: [0.0, 2.0]}, [out], {out: IN_RANGE}, notes, check_args=[])
+    extra: Verdicts = {"softmax/truediv NUM002": (
+        REAL, "edge_attr = 1 everywhere: log(1) = 0, so both group sums of logs are 0 and the "
+              "division is 0/0.")}
+    notes += extra_note(extra, "The division RANUM expects is reachable: all ones give a zero "
+                               "group sum.")
+    return Case(cid, g.model(), {src: [0.0, 2.0]}, [out], {out: IN_RANGE}, notes, check_args=[],
+                extra_alarms=extra)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1267,8 +1346,150 @@ def case_17(cid: str) -> Case:
              "short-cuts to the identity, so it has no dropout. pixel_wise_softmax_2 is built "
              "three times (dice cost, cross_entropy, predicter); the defect is the first Exp "
              "(RANUM's fix file names Exp:0). Batch is symbolic (the program uses 1).")
+    sum_real = (REAL, "Both class logits 88.4 at a pixel: each exp = 2.5e38 is finite, their sum "
+                      "overflows. (Witness: up0/w1 = 0, up0/b1 = 10, up0/w2 = 0.1 give 144 on all "
+                      "16 channels; out/weight = 88.4 / 2304.)")
+    exp_real = (REAL, "This copy of pixel_wise_softmax_2 exponentiates the same unclipped logits "
+                      "as the defect Exp: a logit of 100 overflows.")
+    pred = ("pred = e / tile(sum(e)) is in [0, 1] or NaN: e_k <= fl(e_0 + e_1) for e >= 0, and "
+            "x / inf = 0. The analysis divides e in [1, max] by the sum in [1, max] as "
+            "independent intervals (the clean view clamps both to the float32 max), so pred "
+            "reaches 3.4e38: the dependency between an Exp and its own ReduceSum (through "
+            "the Tile) is lost.")
+    extra: Verdicts = {
+        "cost/pixel_wise_softmax/Sum NUM007": sum_real,
+        "cost/intersection NUM007": (IMPRECISION, f"sum(pred * y) <= 532*532*2 = 566048. {pred}"),
+        "cost/Sum_1 NUM007": (IMPRECISION, f"sum(pred) <= 566048. {pred}"),
+        "cost/Mul_1 NUM007": (IMPRECISION, f"2 * intersection <= 1.13e6. {pred}"),
+        "cost/truediv NUM007": (
+            IMPRECISION, "2 * intersection / (1e-5 + sum(pred) + sum(y)) <= 1.13e6 / 1e-5 for "
+                         f"finite operands (in fact <= 2, since pred * y <= pred, y). {pred}"),
+        "cross_entropy/pixel_wise_softmax/Exp NUM003": exp_real,
+        "cross_entropy/pixel_wise_softmax/Sum NUM007": sum_real,
+        "predicter/pixel_wise_softmax/Exp NUM003": exp_real,
+        "predicter/pixel_wise_softmax/Sum NUM007": sum_real,
+    }
+    notes += extra_note(extra, (
+        "The two later softmax copies overflow like the defect Exp, and each class sum "
+        "overflows from two finite exps (logits in [88.03, 88.72]). The dice terms are bounded "
+        "because the softmax output is at most 1, which interval division cannot see."))
     return Case(cid, g.model(), {x: [0.0, 1.0], y: [0.0, 1.0], kp: [0.75, 1.0]}, [exp0],
-                {exp0: IN_RANGE}, notes)
+                {exp0: IN_RANGE}, notes, extra_alarms=extra)
+
+
+_ZERO_COL = "a column of {w} that is all 0 (inside its range) makes colsum|{w}| = 0"
+_ZDIV_BOUND = ("|X*r| <= 1, so |(X*r)@{w}| <= colsum|{w}| and |z| <= 1 (NaN for a zero column); "
+               "z*g stays within |g| <= {g}. The analysis divides the MatMul by colsum|{w}| as "
+               "independent intervals (divisor from 0) and gets [-inf, inf]: the relation "
+               "|a@W| <= max|a| * colsum|W| between numerator and divisor (the same weight) is "
+               "lost.")
+_SINGLE_MEAN = ("The mean runs over batch = 1 element, and mean(x) = x is finite for finite x. "
+                "numsentry's ReduceMean/ReduceSum rule adds a rounding margin even for a single "
+                "element, so the input bound 3.40282e38 (the clean view's clamp after the "
+                "loss/Sum finding) becomes inf (ReduceMean over [1] of [0, 3.4028235e38] alarms, "
+                "of [0, 3.4028e38] not).")
+_EXTRA_28A: Verdicts = {
+    "L1/SCMATMUL/z_div NUM002": (
+        REAL, _ZERO_COL.format(w="w1") + ": (X@w1)/0 = 0/0 (the witness of the bias_div "
+                                         "defect)."),
+    "L1/SCMATMUL/z_g NUM007": (IMPRECISION, "X in [0, 1] and r = 1: " + _ZDIV_BOUND.format(
+        w="w1", g="16")),
+    "L2/SCMATMUL/MatMul NUM007": (
+        IMPRECISION, "The gains are positive (their hull), so s1a = colsum|w1|/g1 >= 0 and r = "
+                     "s1a/max(s1a) is in [0, 1] (NaN when all are 0): |a1b*r| <= 1 and |MatMul| <= "
+                     "128 * 11.5. The analysis divides [0, 224408] by [0, 224408] and gets "
+                     "[0, inf]: the dependency between a tensor and its own ReduceMax is lost."),
+    "L2/SCMATMUL/z_div NUM002": (REAL, _ZERO_COL.format(w="wout") + ": 0/0."),
+    "L2/SCMATMUL/z_g NUM007": (IMPRECISION, "r in [0, 1] and |a1b| <= 1: " + _ZDIV_BOUND.format(
+        w="wout", g="14.6")),
+    "L2/SCADD/bias_div NUM002": (
+        REAL, _ZERO_COL.format(w="wout") + ", so s2m_0 = max(s1a)*0/g2 = 0 and bout_0/0 = inf."),
+}
+_GAP = ("In float32, g + 1e-7 is either exactly 0 (g = -1e-7: the real scale_div alarm, which "
+        "gives +inf) or at least 2^-47 = 7.1e-15 in magnitude (a small sum of two floats near "
+        "1e-7 is exact and a multiple of 2^-47), and likewise max(s1a) + 1e-7. So every finite "
+        "s1m = (colsum|w1| + 1e-7)/(g1 + 1e-7) has 3.1e-9 <= |s1m| <= 7841 * 2^47 = 1.1e18. The "
+        "analysis divides by [-15.9, 31.9] and gets [-inf, inf], which the clean view keeps as "
+        "any finite value: intervals miss the float32 gap around 0 of x + c.")
+_EXTRA_28B: Verdicts = {
+    "L1/SCMATMUL/scale_div NUM002": (
+        REAL, "G_matmul_1[0] = -1e-7 (inside [-15.9, 31.9]): g1 + 1e-7 is exactly 0."),
+    "L1/SCADD/bias_div NUM002": (
+        IMPRECISION, "The divisor s1m has numerator >= 1e-7 and |g1 + 1e-7| <= 31.9, so |s1m| >= "
+                     "3.1e-9 (or +inf): never 0. Its interval is [-inf, inf], the hull of two "
+                     "half-lines that both exclude 0: intervals cannot keep the hole around 0."),
+    "L1/SCADD/double_scale NUM007": (IMPRECISION, "Finite |s1m| <= 1.1e18, so 2*s1m <= 2.2e18. "
+                                                  + _GAP),
+    "L2/SCMATMUL/MatMul NUM007": (
+        IMPRECISION, "r = s1a/(max(s1a) + 1e-7): if some s1a is inf, max is inf and r is 0 or "
+                     "NaN; else |r| <= 1.1e18 * 2^47 = 1.6e32, |a1b*r| <= 1.6e32 and |MatMul| <= "
+                     "128 * 11.5 * 1.6e32 = 2.3e35. " + _GAP),
+    "L2/SCMATMUL/z_div NUM007": (
+        IMPRECISION, "|MatMul_k| <= max|a1b*r| * colsum|wout_k|, so |z| <= 1.6e32 (see MatMul); "
+                     "the relation between the MatMul and colsum|wout| of the same weight is "
+                     "lost, and the 1.6e32 bound needs the float32 gap. " + _GAP),
+    "L2/SCMATMUL/m_S NUM007": (
+        IMPRECISION, "Finite |max(s1a)| <= 1.1e18 times colsum|wout| + 1e-7 <= 1467 is <= 1.6e21. "
+                     + _GAP),
+    "L2/SCMATMUL/scale_div NUM002": (
+        REAL, "G_matmul_2[0] = -1e-7 (inside [-12.8, 28.3]): g2 + 1e-7 is exactly 0."),
+    "L2/SCMATMUL/z_g NUM007": (
+        IMPRECISION, "Finite |z| <= 1.6e32 (see z_div) times |g2| <= 28.3 is <= 4.4e33. " + _GAP),
+    "L2/SCADD/bias_div NUM002": (
+        IMPRECISION, "|max(s1a)| >= 3.1e-9, so |max(s1a) * (colsum|wout| + 1e-7)| >= 3.1e-16 and "
+                     "|s2m| >= 1.1e-17 (or inf): never 0. As for L1/SCADD/bias_div, the interval "
+                     "hull loses the hole around 0."),
+    "L2/SCADD/double_scale NUM007": (
+        IMPRECISION, "Finite |s2m| <= 1.6e21 * 2^47 = 2.3e35, so 2*s2m is finite. " + _GAP),
+    "loss/LogSoftmax NUM007": (
+        IMPRECISION, "logits = a2b * s2a with |a2b| <= 1 and finite |s2a| <= 2.3e35 (an infinite "
+                     "s2a makes the logit inf or NaN), so finite logits differ by <= 4.6e35 and "
+                     "LogSoftmax >= -4.6e35. " + _GAP),
+    "loss/Sum NUM007": (
+        IMPRECISION, "Finite LogSoftmax values are >= -4.6e35 (see LogSoftmax; a non-finite logit "
+                     "makes some of them non-finite), so ten of them sum to >= -4.6e36. " + _GAP),
+    "loss/Mean NUM007": (IMPRECISION, _SINGLE_MEAN),
+}
+_R_BIG = ("g1 = -1 and w1 = 1 except column 0 = [1e-35, 0, ...]: s1a = -784 and -1e-35 "
+          "(column 0), max(s1a) = -1e-35, r = 7.8e37 and a1b = -1, so a1b*r = -7.8e37 (finite)")
+_EXTRA_28CD: Verdicts = {
+    "L1/SCMATMUL/z_div NUM002": (REAL, _ZERO_COL.format(w="w1") + ": (X@w1)/0 = 0/0."),
+    "L1/SCMATMUL/scale_div NUM002": (REAL, "G_matmul_1 = 0 (inside [-10, 10]): divisor 0."),
+    "L1/SCMATMUL/z_g NUM007": (IMPRECISION, "X in [0, 1] and r = 1: " + _ZDIV_BOUND.format(
+        w="w1", g="10")),
+    "L1/SCADD/bias_div NUM002": (
+        REAL, _ZERO_COL.format(w="w1") + ", so s1m_0 = 0/g1 = 0 and b1_0/0 = inf."),
+    "L1/SCADD/double_scale NUM007": (
+        REAL, "w1 = 1 and G_matmul_1 = 784/2.5e38 = 3.1e-36: s1m = 2.5e38 is finite, 2*s1m "
+              "overflows."),
+    "L2/SCMATMUL/ratio_div NUM002": (REAL, "w1 = 0: every s1a is 0, so max(s1a) = 0."),
+    "L2/SCMATMUL/MatMul NUM007": (
+        REAL, _R_BIG + "; with wout = 1 the 127 such terms sum to -1e40 = -inf."),
+    "L2/SCMATMUL/z_div NUM002": (REAL, _ZERO_COL.format(w="wout") + ": 0/0."),
+    "L2/SCMATMUL/m_S NUM007": (
+        REAL, "w1 = 1 and G_matmul_1 = 7.84e-36: max(s1a) = 1e38 (finite) times colsum|wout| = 128 "
+              "(wout = 1) overflows."),
+    "L2/SCMATMUL/scale_div NUM002": (REAL, "G_matmul_2 = 0: divisor 0."),
+    "L2/SCMATMUL/z_g NUM007": (
+        REAL, _R_BIG + "; with wout = 0 except row 1 = 1, z = -7.8e37 (finite) and z * g2 "
+                       "(g2 = 10) = -inf."),
+    "L2/SCADD/bias_div NUM002": (
+        REAL, _ZERO_COL.format(w="wout") + ", so s2m_0 = max(s1a)*0/g2 = 0."),
+    "L2/SCADD/double_scale NUM007": (
+        REAL, "w1 = 1, g1 = 1, wout = 1 and g2 = 4e-34: s2m = 784 * 128 / g2 = 2.5e38 is finite, "
+              "2*s2m overflows."),
+    "loss/Sum NUM007": (
+        REAL, "g1 = -1e-37 and w1 = 1 except column 0 = [1e-30, 0, ...]: s1m = -inf except "
+              "column 0 (max(s1a) = -1e7), so a1b*r = -inf in 127 rows; wout = +1 (column 0) / "
+              "-1 (others) makes the L2 MatMul -inf / +inf, which the clip of z*g2 turns into "
+              "-1 / +1. With g2 = 8.5e-30, s2m = -1.5e38 and the logits are +1.5e38 / -1.5e38 "
+              "(finite): LogSoftmax is -3e38 in nine classes and with Y = 1 their sum is -inf. "
+              "The Sum's own inputs are finite, but it is only reachable through upstream "
+              "findings' infinities, absorbed by the clips: with every upstream value finite, "
+              "|logit_k| <= (colsum|w1| + |b1|)max * colsum|wout_k| + |bout_k| <= 9932 * 1467 "
+              "= 1.5e7, so after_earlier_finding is the accurate label for it."),
+    "loss/Mean NUM007": (IMPRECISION, _SINGLE_MEAN + " (It is real for batch >= 2.)"),
+}
 
 
 @register("28a", "28b", "28c", "28d")
@@ -1374,8 +1595,12 @@ def case_28(cid: str) -> Case:
                  "min/max (a hull of the fixed values) instead of the trainable rule. Defects: "
                  "div_3 = b1 / s1m (L1/SCADD/bias_div; a w1 column of zeros makes s1m 0) and "
                  "div_6 = s1a / max(s1a) (L2/SCMATMUL/ratio_div; w1 = 0 gives 0/0).")
+        notes += extra_note(_EXTRA_28A, (
+            "Zero columns of w1 / wout make the column-sum divisions 0/0 and the L2 bias "
+            "division b/0. The rest cannot overflow: |(x*r)@W| <= max|x*r| * colsum|W| and "
+            "r = s/max(s) is in [0, 1] for s >= 0, relations the interval analysis loses."))
         return Case(cid, g.model(), inputs, [d1, d2], {d1: IN_RANGE, d2: IN_RANGE}, notes,
-                    weights=weights)
+                    weights=weights, extra_alarms=_EXTRA_28A)
     if cid == "28b":
         d = nodes["L2/ratio"]
         notes = (f"28b = sc_train_creg (1e-7 epsilons, zero w1). {common} The gains get the "
@@ -1387,13 +1612,23 @@ def case_28(cid: str) -> Case:
                  "(numerator >= 1e-7, |g| bounded) and if g = -1e-7 it is inf and b1/inf = 0. "
                  "Kept: div_7 = s1a/(max(s1a)+1e-7) (L2/SCMATMUL/ratio_div): a gain of exactly "
                  "-1e-7 makes s1a inf, max inf, inf/inf = NaN.")
-        return Case(cid, g.model(), inputs, [d], {d: IN_RANGE}, notes)
+        notes += extra_note(_EXTRA_28B, (
+            "A gain of exactly -1e-7 zeroes either gain division. Nothing else is reachable: in "
+            "float32 g + 1e-7 (and max(s1a) + 1e-7) is 0 or >= 2^-47 in magnitude, so every "
+            "finite scale stays below 2.3e35 and the scales are never 0; the interval analysis "
+            "sees [-inf, inf]. The single-element loss mean is exact."))
+        return Case(cid, g.model(), inputs, [d], {d: IN_RANGE}, notes, extra_alarms=_EXTRA_28B)
     notes = (f"{cid} = sc_train_l2reg{'_div2' if cid == '28d' else ''} (scalar gains, no "
              f"epsilons, L2 regularisation 0.0012*sum(p^2)/2). {common} The gains hold the "
              f"values of RANUM's file ({'5.384, 10.93' if cid == '28c' else '1.642, 13.50'}); as "
              "scalars their trainable range is [-10, 10]. A gain near 0 makes the output scale "
              "inf and the logits inf/NaN, so LogSoftmax returns NaN.")
-    return Case(cid, g.model(), inputs, [lsm], {lsm: IN_RANGE}, notes)
+    notes += extra_note(_EXTRA_28CD, (
+        "Without epsilons and with scalar gains in [-10, 10], zero columns and zero gains give "
+        "zero divisors, tiny gains give finite scales near the float32 max, and a negative gain "
+        "makes r = s1a/max(s1a) as large as 7.8e37, so almost every alarm is reachable. Only "
+        "z*g1 (|z| <= 1) and the single-element loss mean are not."))
+    return Case(cid, g.model(), inputs, [lsm], {lsm: IN_RANGE}, notes, extra_alarms=_EXTRA_28CD)
 
 
 @register("31")

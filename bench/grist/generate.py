@@ -55,6 +55,8 @@ def truth_entry(case: Case) -> dict[str, object]:
         "defects": case.defects,
         "notes": case.notes,
         "witness": {node: {"range": rng, "effect": eff} for node, (rng, eff) in case.witness.items()},
+        "extra_alarms": {key: {"verdict": verdict, "why": why}
+                         for key, (verdict, why) in case.extra_alarms.items()},
     }
 
 

@@ -6,6 +6,11 @@ counts as found when a finding names its node, whether or not the finding is mar
 ``after_earlier_finding`` (both are reported). Findings on other nodes are extra alarms; those
 that follow an earlier finding (NaN/Inf propagated from it) are listed apart and not counted in
 the extra-alarm total.
+
+Each extra alarm is looked up as ``"<node> <rule>"`` in the case's ``extra_alarms`` in
+``truth.json``: ``real`` (a tested witness makes that node produce inf/NaN, or a zero divisor,
+inside the ranges), ``imprecision`` (no witness exists; an imprecision of the analysis raises
+it) or, when absent, unexplained. The second summary line counts the three.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import statistics
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,8 +48,8 @@ class CaseResult:
 
     case: str
     defects: list[DefectResult]
-    extra_alarms: list[dict[str, Any]]  # primary findings on non-defect nodes
-    extra_after_earlier: list[dict[str, Any]]  # findings on non-defect nodes after an earlier one
+    extra_alarms: list[dict[str, Any]]  # primary findings on non-defect nodes (with "verdict")
+    extra_after_earlier: list[dict[str, Any]]  # ... after an earlier one (with "verdict")
     ms: float | None
     unsupported_ops: list[str] = field(default_factory=list)
     error: str | None = None
@@ -55,8 +60,17 @@ class CaseResult:
         return sum(d.found for d in self.defects)
 
 
+VERDICTS = ("real", "imprecision")
+
+
+def alarm_key(node: Any, rule: Any) -> str:
+    """The ``extra_alarms`` key of a finding: ``"<node> <rule>"``."""
+    return f"{node} {rule}"
+
+
 def score(case: str, defects: Sequence[str], report: dict[str, Any],
-          wall_ms: float | None = None) -> CaseResult:
+          wall_ms: float | None = None,
+          explained: Mapping[str, Mapping[str, Any]] | None = None) -> CaseResult:
     """Compare one JSON report with the case's ground-truth defect nodes.
 
     Args:
@@ -64,6 +78,9 @@ def score(case: str, defects: Sequence[str], report: dict[str, Any],
         defects: Ground-truth defect node names.
         report: The ``numsentry check`` JSON report (``check_json``'s return value).
         wall_ms: Wall time of the call, used when the report has no ``stats.seconds``.
+        explained: The case's ``extra_alarms`` from ``truth.json`` (``"<node> <rule>"`` ->
+            ``{"verdict": ..., "why": ...}``); every extra alarm (after an earlier finding or
+            not) gets its ``verdict`` (None when unexplained).
 
     Returns:
         The case's result.
@@ -86,6 +103,8 @@ def score(case: str, defects: Sequence[str], report: dict[str, Any],
             continue
         item = {"node": f.get("node"), "rule": f.get("rule"), "name": f.get("name"),
                 "op_type": f.get("op_type")}
+        verdict = (explained or {}).get(alarm_key(item["node"], item["rule"]), {})
+        item["verdict"] = verdict.get("verdict") if verdict.get("verdict") in VERDICTS else None
         (extra_after if f.get("after_earlier_finding") else extra).append(item)
     stats = report.get("stats") or {}
     seconds = stats.get("seconds")
@@ -129,7 +148,8 @@ def run_cases(entries: Sequence[dict[str, Any]], checker: Checker,
                                       [], [], wall, error=detail))
             continue
         wall = (time.perf_counter() - start) * 1000.0
-        results.append(score(entry["case"], entry["defects"], report, wall))
+        results.append(score(entry["case"], entry["defects"], report, wall,
+                             entry.get("extra_alarms")))
     return results
 
 
@@ -146,10 +166,17 @@ def summary(results: Sequence[CaseResult]) -> dict[str, Any]:
         "cases_total": len(results),
         "extra_alarms": sum(len(r.extra_alarms) for r in results),
         "extra_alarms_after_earlier": sum(len(r.extra_after_earlier) for r in results),
+        "extra_alarms_real": _count_verdict(results, "real"),
+        "extra_alarms_imprecision": _count_verdict(results, "imprecision"),
+        "extra_alarms_unexplained": _count_verdict(results, None),
         "errors": sum(1 for r in results if r.error),
         "analysis_total_s": sum(times) / 1000.0,
         "analysis_median_ms": statistics.median(times) if times else 0.0,
     }
+
+
+def _count_verdict(results: Sequence[CaseResult], verdict: str | None) -> int:
+    return sum(1 for r in results for a in r.extra_alarms if a.get("verdict") == verdict)
 
 
 def summary_line(s: dict[str, Any]) -> str:
@@ -157,6 +184,13 @@ def summary_line(s: dict[str, Any]) -> str:
     return (f"detected {s['defects_found']}/{s['defects_total']} defects in "
             f"{s['cases_detected']}/{s['cases_total']} cases; extra alarms {s['extra_alarms']}; "
             f"analysis total {s['analysis_total_s']:.1f} s, median {s['analysis_median_ms']:.0f} ms")
+
+
+def extra_line(s: dict[str, Any]) -> str:
+    """The second summary line: the extra alarms by verdict."""
+    return (f"extra alarms: {s['extra_alarms_real']} real (witnessed), "
+            f"{s['extra_alarms_imprecision']} imprecision, "
+            f"{s['extra_alarms_unexplained']} unexplained")
 
 
 def _found_cell(d: DefectResult) -> str:
@@ -168,7 +202,8 @@ def _found_cell(d: DefectResult) -> str:
 def _extra_cell(r: CaseResult, limit: int = 3) -> str:
     if r.error:
         return f"ERROR: {r.error}"
-    items = [f"{a['node']} ({a['rule']})" for a in r.extra_alarms]
+    items = [f"{a['node']} ({a['rule']}{', ' + a['verdict'] if a.get('verdict') else ''})"
+             for a in r.extra_alarms]
     text = ", ".join(items[:limit]) + (f", +{len(items) - limit} more" if len(items) > limit else "")
     if r.extra_after_earlier:
         text += ("; " if text else "") + f"+{len(r.extra_after_earlier)} after earlier"
@@ -224,7 +259,9 @@ def main(argv: Sequence[str] | None = None, checker: Checker | None = None) -> i
     extra = [a for d in args.dim for a in ("--dim", d)]
     results = run_cases(entries, checker or default_checker(), extra)
     print(format_table(results))
-    print(summary_line(summary(results)))
+    totals = summary(results)
+    print(summary_line(totals))
+    print(extra_line(totals))
     if args.json:
         Path(args.json).write_text(json.dumps(to_json(results), indent=1) + "\n")
     return 1 if any(r.error for r in results) else 0

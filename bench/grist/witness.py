@@ -266,7 +266,7 @@ _UNET_WEIGHTS = (
 
 
 
-# -- witnesses of the extra alarms that are real ----------------------------------------------------
+# -- witnesses of the extra alarms that are real ---------------------------------------------------
 
 
 def _tfuzz_logits(first: float, rest: float) -> dict[str, Fill]:
@@ -294,9 +294,9 @@ def alarm_witnesses(cid: str) -> list[AlarmWitness]:
 
     Returns an empty list for a case with no real extra alarm.
     """
-    onehot = [1.0] + [0.0] * 9
+    onehot: Fill = [1.0] + [0.0] * 9
     if cid in ("11a", "11b", "11c", "16a", "16b", "16c"):
-        base = {"x": 1.0, "y": onehot}
+        base: dict[str, Fill] = {"x": 1.0, "y": onehot}
         # 16b/16c clip the logits to [min(logits), 87]: a logit of 0 keeps the 87s clipped
         big = _tfuzz_logits(88.0, 88.0) if cid[:2] == "11" or cid == "16a" else \
             _tfuzz_logits(0.0, 100.0)
@@ -538,7 +538,7 @@ def run_witness(model_path: str | Path, ranges_path: str | Path, wit: Witness,
     return WitnessRun(values, prep.violations, checked)
 
 
-# -- extra alarms ------------------------------------------------------------------------------------
+# -- extra alarms ----------------------------------------------------------------------------------
 
 
 @dataclass

@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 from bench.grist import harness
 
-TRUTH = [
+TRUTH: list[dict[str, Any]] = [
     {"case": "1", "model": "m1.onnx", "ranges": "r1.json", "check_args": ["--weights", "trainable"],
-     "defects": ["cost/Log", "cost/Log_1"], "notes": ""},
+     "defects": ["cost/Log", "cost/Log_1"], "notes": "",
+     "extra_alarms": {"other/Div NUM002": {"verdict": "real", "why": "w"},
+                      "other/Sum NUM007": {"verdict": "imprecision", "why": "i"},
+                      "cost/Mean NUM007": {"verdict": "imprecision", "why": "i"}}},
     {"case": "2", "model": "m2.onnx", "ranges": "r2.json", "check_args": [],
      "defects": ["z/Sqrt"], "notes": ""},
     {"case": "3", "model": "m3.onnx", "ranges": "r3.json", "check_args": [],
@@ -29,7 +32,8 @@ def finding(node: str, rule: str = "NUM001", after: bool = False) -> dict[str, A
 REPORTS: dict[str, dict[str, Any]] = {
     "m1.onnx": {"findings": [finding("cost/Log"), finding("cost/Log_1", after=True),
                              finding("cost/Mean", "NUM007", after=True),
-                             finding("other/Div", "NUM002")],
+                             finding("other/Div", "NUM002"), finding("other/Sum", "NUM007"),
+                             finding("other/Exp", "NUM003")],
                 "unsupported_ops": [], "stats": {"nodes": 9, "seconds": 0.004}},
     "m2.onnx": {"findings": [], "unsupported_ops": ["Conv"], "stats": {"nodes": 3, "seconds": 0.002}},
 }
@@ -56,18 +60,34 @@ def test_score_and_summary(tmp_path: Path) -> None:
                                                     "--weights", "trainable", "--dim", "batch=2"])
     r1, r2, r3 = results
     assert [(d.found, d.after_earlier_finding) for d in r1.defects] == [(True, False), (True, True)]
-    assert [a["node"] for a in r1.extra_alarms] == ["other/Div"]
-    assert [a["node"] for a in r1.extra_after_earlier] == ["cost/Mean"]
+    assert [(a["node"], a["verdict"]) for a in r1.extra_alarms] == \
+        [("other/Div", "real"), ("other/Sum", "imprecision"), ("other/Exp", None)]
+    assert [(a["node"], a["verdict"]) for a in r1.extra_after_earlier] == \
+        [("cost/Mean", "imprecision")]
     assert r1.ms == pytest.approx(4.0)
     assert not r2.defects[0].found and r2.unsupported_ops == ["Conv"]
     assert r3.error and "boom" in r3.error and not r3.defects[0].found
     s = harness.summary(results)
     assert (s["defects_found"], s["defects_total"], s["cases_detected"], s["cases_total"]) == \
         (2, 4, 1, 3)
-    assert s["extra_alarms"] == 1 and s["extra_alarms_after_earlier"] == 1 and s["errors"] == 1
+    assert s["extra_alarms"] == 3 and s["extra_alarms_after_earlier"] == 1 and s["errors"] == 1
+    # the after-earlier finding is not counted, whatever its verdict
+    assert (s["extra_alarms_real"], s["extra_alarms_imprecision"],
+            s["extra_alarms_unexplained"]) == (1, 1, 1)
     line = harness.summary_line(s)
-    assert line.startswith("detected 2/4 defects in 1/3 cases; extra alarms 1; analysis total ")
+    assert line.startswith("detected 2/4 defects in 1/3 cases; extra alarms 3; analysis total ")
     assert "median" in line and line.endswith(" ms")
+    assert harness.extra_line(s) == "extra alarms: 1 real (witnessed), 1 imprecision, 1 unexplained"
+
+
+def test_score_without_explanations() -> None:
+    """Without ``extra_alarms`` in the truth every extra alarm is unexplained."""
+    r = harness.score("1", ["cost/Log"], REPORTS["m1.onnx"])
+    assert [a["verdict"] for a in r.extra_alarms] == [None, None, None]
+    assert harness.summary([r])["extra_alarms_unexplained"] == 3
+    bogus = {"other/Div NUM002": {"verdict": "maybe", "why": "?"}}
+    r = harness.score("1", ["cost/Log"], REPORTS["m1.onnx"], explained=bogus)
+    assert r.extra_alarms[0]["verdict"] is None
 
 
 def test_main_prints_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,10 +99,13 @@ def test_main_prints_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert rc == 0
     text = capsys.readouterr().out.splitlines()
     assert text[0].split()[:3] == ["case", "defect", "nodes"]
-    assert "other/Div (NUM002)" in "\n".join(text)
-    assert text[-1].startswith("detected 2/3 defects in 1/2 cases; extra alarms 1;")
+    assert "other/Div (NUM002, real)" in "\n".join(text)
+    assert text[-2].startswith("detected 2/3 defects in 1/2 cases; extra alarms 3;")
+    assert text[-1] == "extra alarms: 1 real (witnessed), 1 imprecision, 1 unexplained"
     data = json.loads(out.read_text())
     assert data["summary"]["defects_found"] == 2
+    assert data["summary"]["extra_alarms_real"] == 1
+    assert data["cases"][0]["extra_alarms"][0]["verdict"] == "real"
     assert [c["case"] for c in data["cases"]] == ["1", "2"]
 
 

@@ -89,10 +89,32 @@ def run_check_args(args: argparse.Namespace, show_progress: bool = False) -> Any
 
         model = load_model(export_factory(model_arg), dims=dims)
     if not show_progress:
-        return run_check(model, opts)
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        res = run_check(model, opts)
+    else:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("checking"), BarColumn(), TextColumn("{task.completed}/{task.total} nodes"),
-                  TimeElapsedColumn(), transient=True) as bar:
-        task = bar.add_task("check", total=len(model.graph.nodes))
-        return run_check(model, opts, progress=lambda n: bar.advance(task))
+        with Progress(TextColumn("checking"), BarColumn(), TextColumn("{task.completed}/{task.total} nodes"),
+                      TimeElapsedColumn(), transient=True) as bar:
+            task = bar.add_task("check", total=len(model.graph.nodes))
+            res = run_check(model, opts, progress=lambda n: bar.advance(task))
+    if getattr(args, "confirm", False):
+        confirm_findings(res, args, show_progress)
+    return res
+
+
+def confirm_findings(res: Any, args: argparse.Namespace, show_progress: bool = False) -> None:
+    """``--confirm``: the unit-test search for every finding; sets ``confirmed`` and ``witness``."""
+    from numsentry.cli.trigger import _run_unit, unit_options, write_all
+    from numsentry.search.trigger import targets_for
+
+    if not res.findings:
+        return
+    args.baseline = False
+    targets = targets_for(res.model, res)
+    outcomes = _run_unit(res.model, res, targets, unit_options(args), args, show_progress)
+    write_all(outcomes, targets, args, res, res.model.dims)
+    for f, o in zip(res.findings, outcomes, strict=True):
+        f.confirmed = o.confirmed
+        f.witness = o.path
+        if not o.confirmed:
+            f.extra["tried"] = o.tried()

@@ -47,29 +47,9 @@ _GELU_C = math.sqrt(2.0 / math.pi)
 _GELU_K = 0.044715
 
 
-_BIG = float(np.finfo(np.float64).max)
-
-
-def _inf_safe(rule: Callable[..., Box]) -> Callable[..., Box]:
-    """``rule`` with a lower bound of +inf (upper bound of -inf) replaced by the largest float64.
-
-    Works around `round_bounds`, which turns such a bound into NaN (inf - inf when it widens);
-    the largest float64 still rounds to inf in the narrower formats, so nothing is lost there.
-    """
-
-    @functools.wraps(rule)
-    def wrapped(ctx: Ctx, *args: Any, **kwargs: Any) -> Box:
-        out = rule(ctx, *args, **kwargs)
-        if out.is_point or not is_float_dtype(out.dtype):
-            return out
-        lo, hi = out.bounds64()
-        return out.with_bounds(np.where(lo == np.inf, _BIG, lo), np.where(hi == -np.inf, -_BIG, hi))
-
-    return wrapped
 
 
 def _register(op_type: str, **kwargs: Any) -> None:
-    kwargs["interval"] = _inf_safe(kwargs["interval"])
     register(op_type, **kwargs)
 
 

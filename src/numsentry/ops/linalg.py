@@ -103,10 +103,9 @@ def matmul_bounds(a: Box, b: Box, eps: float, tiny: float = 0.0) -> tuple[np.nda
         else:
             mb, rb, gb = _mid_rad(bl, bh)
             c = ma @ mb
-            if a.is_point:
-                r = np.abs(ma) @ rb
-            else:
-                r = np.abs(ma) @ rb + ra @ np.abs(mb) + ra @ rb
+            r = np.abs(ma) @ rb
+            if not a.is_point:
+                r = r + ra @ np.abs(mb) + ra @ rb
             r = r + accumulation_error(k, ga @ gb, eps, tiny)
         lo, hi = c - r, c + r
     batch = np.broadcast_shapes(sa[:-2], sb[:-2])

@@ -10,14 +10,12 @@ and rounding to integers are correctly rounded) and not differentiable.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from numsentry.domains.box import Box
-from numsentry.dtypes import is_float_dtype
 from numsentry.ops.registry import BoxSpec, Ctx, register
 from numsentry.ops.rules import draw_interval, draw_shape, elementwise_shape, monotone
 
@@ -25,25 +23,6 @@ _BOOL = np.dtype(np.bool_)
 _EXACT_INT = 2.0**53
 
 
-_BIG = float(np.finfo(np.float64).max)
-
-
-def _inf_safe(rule: Callable[..., Box]) -> Callable[..., Box]:
-    """``rule`` with a lower bound of +inf (upper bound of -inf) replaced by the largest float64.
-
-    Works around `round_bounds`, which turns such a bound into NaN (inf - inf when it widens);
-    the largest float64 still rounds to inf in the narrower formats, so nothing is lost there.
-    """
-
-    @functools.wraps(rule)
-    def wrapped(ctx: Ctx, *args: Any, **kwargs: Any) -> Box:
-        out = rule(ctx, *args, **kwargs)
-        if out.is_point or not is_float_dtype(out.dtype):
-            return out
-        lo, hi = out.bounds64()
-        return out.with_bounds(np.where(lo == np.inf, _BIG, lo), np.where(hi == -np.inf, -_BIG, hi))
-
-    return wrapped
 
 
 def _bounds(box: Box, rank: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +50,7 @@ def _bool_box(lo: np.ndarray, hi: np.ndarray, shape: tuple[int, ...]) -> Box:
 
 def _step(name: str, since: int, fn: Callable[..., Any], doc: str, ints: bool = False) -> None:
     register(
-        name, since=since, concrete=fn, interval=_inf_safe(monotone(fn)), exact=True, overflow_rule=None,
+        name, since=since, concrete=fn, interval=monotone(fn), exact=True, overflow_rule=None,
         differentiable=False, property="monotone non-decreasing (step function)",
         sample=lambda draw: _unary_sample(draw, -10.0, 10.0, ints), doc=doc,
     )
@@ -243,7 +222,7 @@ def _where_iv(ctx: Ctx, cond: Box, x: Box, y: Box) -> Box:
 
 
 register(
-    "Where", since=9, concrete=lambda k, c, x, y: k.xp.where(c, x, y), interval=_inf_safe(_where_iv), exact=True,
+    "Where", since=9, concrete=lambda k, c, x, y: k.xp.where(c, x, y), interval=_where_iv, exact=True,
     overflow_rule=None, propagates_nan=False, property="x where cond is surely true, y where surely false, their join elsewhere",
     sample=lambda draw: _where_sample(draw), doc="elementwise select (broadcast)",
 )

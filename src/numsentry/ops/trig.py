@@ -15,14 +15,12 @@ above these numbers.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from numsentry.domains.box import Box
-from numsentry.dtypes import is_float_dtype
 from numsentry.ops.registry import BoxSpec, Ctx, register
 from numsentry.ops.rules import below, draw_interval, draw_shape, outside
 
@@ -42,29 +40,9 @@ _ABS_ERR = 16.0
 _TAN_FINITE_BOUND = 1e30
 
 
-_BIG = float(np.finfo(np.float64).max)
-
-
-def _inf_safe(rule: Callable[..., Box]) -> Callable[..., Box]:
-    """``rule`` with a lower bound of +inf (upper bound of -inf) replaced by the largest float64.
-
-    Works around `round_bounds`, which turns such a bound into NaN (inf - inf when it widens);
-    the largest float64 still rounds to inf in the narrower formats, so nothing is lost there.
-    """
-
-    @functools.wraps(rule)
-    def wrapped(ctx: Ctx, *args: Any, **kwargs: Any) -> Box:
-        out = rule(ctx, *args, **kwargs)
-        if out.is_point or not is_float_dtype(out.dtype):
-            return out
-        lo, hi = out.bounds64()
-        return out.with_bounds(np.where(lo == np.inf, _BIG, lo), np.where(hi == -np.inf, -_BIG, hi))
-
-    return wrapped
 
 
 def _register(op_type: str, **kwargs: Any) -> None:
-    kwargs["interval"] = _inf_safe(kwargs["interval"])
     register(op_type, **kwargs)
 
 

@@ -26,6 +26,8 @@ class Finding:
         after_earlier_finding: True when the hazard can only fire because an earlier finding
             already produced a non-finite value.
         source: Python source location (PyTorch exports), or ``None``.
+        confirmed: Whether ``check --confirm`` found a witness on onnxruntime (``None``: not run).
+        witness: Directory of the reproduction (witness.npz + pytest file), or ``None``.
     """
 
     rule: str
@@ -39,6 +41,8 @@ class Finding:
     after_earlier_finding: bool = False
     source: SourceLoc | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    confirmed: bool | None = None
+    witness: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON form."""
@@ -53,4 +57,6 @@ class Finding:
             "message": self.message,
             "after_earlier_finding": self.after_earlier_finding,
             "source": self.source.to_dict() if self.source else None,
+            "confirmed": self.confirmed,
+            "witness": self.witness,
         }

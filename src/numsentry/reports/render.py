@@ -67,6 +67,8 @@ def _text(res: CheckResult, color: bool) -> str:
             msg = f.message + (" [dim](after an earlier finding)[/dim]" if f.after_earlier_finding else "")
             if f.source:
                 msg += f" [dim]at {f.source.file}:{f.source.line}[/dim]"
+            if f.confirmed is not None:
+                msg += f" [green](confirmed: {f.witness})[/green]" if f.confirmed else " [yellow](unconfirmed)[/yellow]"
             t.add_row(rule, f.node, f.op_type, msg)
         con.print(t)
     for op, nodes in sorted(res.unsupported.items()):
@@ -77,6 +79,9 @@ def _text(res: CheckResult, color: bool) -> str:
     con.print(f"[bold]{'no findings' if n == 0 else f'{n} finding(s)'}[/bold]"
               + (f" ({first} independent, {n - first} after an earlier finding)" if n else "")
               + f" in {res.seconds:.2f} s")
+    if any(f.confirmed is not None for f in res.findings):
+        c = sum(bool(f.confirmed) for f in res.findings)
+        con.print(f"{c}/{n} confirmed on onnxruntime by a failure-exhibiting unit test")
     return buf.getvalue()
 
 
@@ -96,10 +101,11 @@ def _sarif(res: CheckResult) -> dict[str, Any]:
                                        "region": {"startLine": max(1, f.source.line)}}
         results.append({"ruleId": f.rule, "ruleIndex": index[f.rule],
                         "level": "note" if f.after_earlier_finding else "error",
-                        "message": {"text": f"{f.node} ({f.op_type}): {f.message}"},
+                        "message": {"text": f"{f.node} ({f.op_type}): {f.message}" + _confirmation(f)},
                         "locations": [loc],
                         "properties": {"after_earlier_finding": f.after_earlier_finding,
-                                       "input_intervals": f.input_intervals, "dtype": f.dtype}})
+                                       "input_intervals": f.input_intervals, "dtype": f.dtype,
+                                       "confirmed": f.confirmed, "witness": f.witness}})
     for op, nodes in sorted(res.unsupported.items()):
         results.append({"ruleId": "ANA001", "ruleIndex": index["ANA001"], "level": "warning",
                         "message": {"text": f"unsupported op {op} at {', '.join(nodes[:10])}"},
@@ -114,13 +120,20 @@ def _sarif(res: CheckResult) -> dict[str, Any]:
     }
 
 
+def _confirmation(f: Any) -> str:
+    """`` (confirmed: DIR)`` / `` (unconfirmed)`` after ``check --confirm``, else nothing."""
+    if f.confirmed is None:
+        return ""
+    return f" (confirmed: {f.witness})" if f.confirmed else " (unconfirmed)"
+
+
 def _github(res: CheckResult) -> str:
     lines = []
     for f in res.findings:
         level = "notice" if f.after_earlier_finding else "error"
         file = f.source.file if f.source else res.model.path
         line = f",line={f.source.line}" if f.source else ""
-        msg = f"{f.node} ({f.op_type}): {f.message}".replace("%", "%25").replace("\n", "%0A")
+        msg = f"{f.node} ({f.op_type}): {f.message}{_confirmation(f)}".replace("%", "%25").replace("\n", "%0A")
         lines.append(f"::{level} file={file}{line},title={f.rule} {f.name}::{msg}")
     return "\n".join(lines) + ("\n" if lines else "")
 

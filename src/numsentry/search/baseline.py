@@ -1,0 +1,114 @@
+"""The random-sampling baseline, in the same harness as the gradient searches.
+
+Unit tests: draw every graph input and every weight that has a range uniformly inside its range
+(integers uniformly among the allowed values) and run the candidate on onnxruntime, until the
+finding fires or the time budget is spent. System tests: draw a training batch the same way,
+train K SGD steps on it from the stored weights (`numsentry.search.system.train`), and check the
+training batch at each step and a random probe input after the last one. Confirmation is the
+same as for the searches (`numsentry.search.confirm`), so the numbers compare like for like.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from numsentry.analyses.check import CheckResult
+from numsentry.ir.load import Model
+from numsentry.search.confirm import Attempt, Outcome, Target
+from numsentry.search.objectives import SEARCHABLE_RULES, torch_threads
+from numsentry.search.system import SystemOptions, SystemSearch
+from numsentry.search.trigger import TriggerOptions, UnitSearch, _seed_of, targets_for
+
+__all__ = ["random_system", "random_unit"]
+
+
+def random_unit(model: Model, result: CheckResult, targets: Sequence[Target] | None = None,
+                options: TriggerOptions | None = None,
+                progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Random sampling within the ranges, ``options.budget_s`` seconds per finding.
+
+    Args:
+        model: The model.
+        result: Its check result (the ranges).
+        targets: What to trigger (default: every finding).
+        options: Seed, budget, threads, denormal handling (the search knobs are ignored).
+        progress: Called with each finished outcome.
+    """
+    opt = replace(options or TriggerOptions(), reduce=False)
+    tg = list(targets) if targets is not None else targets_for(model, result)
+    outs: list[Outcome] = []
+    if not tg:
+        return outs
+    with torch_threads(opt.threads):
+        search = UnitSearch(model, result, tg, opt)
+        for t in tg:
+            t0 = time.perf_counter()
+            node = t.node
+            if t.key in search.found:
+                o = Outcome(t.rule, node.name, node.op_type, True, search.found[t.key], 0.0,
+                            note="confirmed by the sample of another finding")
+            elif node.name not in search.top or t.rule not in SEARCHABLE_RULES:
+                o = Outcome(t.rule, node.name, node.op_type, False, None, 0.0, note="not searchable")
+            else:
+                rng = np.random.default_rng(_seed_of("random", opt.seed, node.name, t.rule))
+                n = 0
+                pending = [x for x in tg if x.node.name in search.top]
+                while time.perf_counter() - t0 < opt.budget_s and t.key not in search.found:
+                    n += 1
+                    search.check(search.start(rng, "uniform"), pending, "random", "uniform sampling", t0)
+                w = search.found.get(t.key)
+                o = Outcome(t.rule, node.name, node.op_type, w is not None, w, time.perf_counter() - t0,
+                            [Attempt("uniform sampling in the ranges", "uniform", n, float("nan"), n)])
+            outs.append(o)
+            if progress is not None:
+                progress(o)
+    return outs
+
+
+def random_system(model: Model, result: CheckResult, targets: Sequence[Target] | None = None,
+                  options: SystemOptions | None = None,
+                  progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Random training batches: train K steps on each, ``options.budget_s`` seconds per finding.
+
+    Args:
+        model: The model.
+        result: Its check result (the input ranges).
+        targets: What to drive training into (default: every finding).
+        options: Loss, learning rate, steps, trainable weights, seed and budget.
+        progress: Called with each finished outcome.
+    """
+    if options is None:
+        raise ValueError("random_system needs SystemOptions (the loss)")
+    tg = list(targets) if targets is not None else targets_for(model, result)
+    outs: list[Outcome] = []
+    if not tg:
+        return outs
+    with torch_threads(options.threads):
+        search = SystemSearch(model, result, tg, options)
+        for t in tg:
+            t0 = time.perf_counter()
+            node = t.node
+            if t.key in search.found:
+                o = Outcome(t.rule, node.name, node.op_type, True, search.found[t.key], 0.0,
+                            note="confirmed by the batch of another finding")
+            elif node.name not in search.top or t.rule not in SEARCHABLE_RULES:
+                o = Outcome(t.rule, node.name, node.op_type, False, None, 0.0, note="not searchable")
+            else:
+                rng = np.random.default_rng(_seed_of("random-system", options.seed, node.name, t.rule))
+                n = 0
+                while time.perf_counter() - t0 < options.budget_s and t.key not in search.found:
+                    n += 1
+                    batch = {k: v.sample(rng, "uniform") for k, v in search.space.items()}
+                    probe = {k: v.sample(rng, "uniform") for k, v in search.space.items()}
+                    search.confirm(batch, probe, [x for x in tg if x.node.name in search.top], "random batch", t0)
+                w = search.found.get(t.key)
+                o = Outcome(t.rule, node.name, node.op_type, w is not None, w, time.perf_counter() - t0,
+                            [Attempt("random training batches", "uniform", n, float("nan"), n)])
+            outs.append(o)
+            if progress is not None:
+                progress(o)
+    return outs
