@@ -122,7 +122,7 @@ class Box:
             return cached
         if self.lo.size == 0:
             mm = (np.inf, -np.inf)
-        elif self.is_point and self.lo.dtype.kind in "fc" or self.lo.dtype.name == "bfloat16":
+        elif self.is_point and (self.lo.dtype.kind in "fc" or self.lo.dtype.name == "bfloat16"):
             v = self.lo.astype(np.float32) if self.lo.dtype.name == "bfloat16" else self.lo
             with np.errstate(invalid="ignore"):
                 mn, mx = np.nanmin(v) if self.nan else v.min(), np.nanmax(v) if self.nan else v.max()
