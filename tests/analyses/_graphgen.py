@@ -767,7 +767,8 @@ def g_where(b: Builder) -> bool:
     oshape = b.vals[other].shape if other in b.vals else b.inits[other].shape
     ins = [a.name, other] if d.bool() else [other, a.name]
     out = _bshape(cshape, a.shape, oshape)
-    assert out is not None
+    if out is None or _size(out) > MAX_SIZE:
+        return False
     b.node("Where", [cond] + ins, [out])
     return True
 

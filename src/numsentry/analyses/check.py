@@ -109,8 +109,6 @@ class _Checker:
         self.findings: dict[tuple[str, str], Finding] = {}
         self.unsupported: dict[str, list[str]] = {}
         self.clean: dict[str, Box] = {}
-        # values whose clean box descends from one clamped to the finite range by a finding
-        self.tainted: set[str] = set()
         self.progress = progress
         self.rules = options.rules if options.rules is not None else set(RULES)
         # value types of the graph each node lives in (subgraph nodes see their own graph's)
@@ -268,15 +266,14 @@ class _Checker:
                 self.clean.pop(out_name, None)
             return self.top_outputs(node, ctx)
         fired_clean = bool(fired)
-        tainted = any(name in self.tainted for name in node.inputs if name)
         # an infinite output already explained by this node's own hazard is not a second finding
         if op.overflow_rule is not None and op.overflow_rule in self.rules and not fired:
             clean_in_finite = all(not _infinite(b) for b in clean_ins)
             if clean_in_finite and any(_infinite(b) for b in clean_outs):
-                # overflowing again a value an earlier finding had already pushed to the dtype's
-                # limit is that finding's consequence (ResNet-style chains of NUM007)
+                # independent even downstream of a finding: finite values up to the dtype's
+                # limit can overflow here (ten exps of 88 each are finite; their sum is not)
                 self.report(node, op, op.overflow_rule, self._overflow_msg(op, clean_outs, ctx), ins, ctx,
-                            after=tainted)
+                            after=False)
                 fired_clean = True
         if fired_clean:
             clean_outs = [_clamp_finite(b) for b in clean_outs]
@@ -285,8 +282,6 @@ class _Checker:
                 self.clean[name] = c
             else:
                 self.clean.pop(name, None)
-            if fired_clean or tainted:
-                self.tainted.add(name)
         return outs
 
     def _overflow_msg(self, op: OpDef, outs: list[Box], ctx: Ctx) -> str:
@@ -315,7 +310,6 @@ class _Checker:
 
     def on_free(self, name: str) -> None:
         self.clean.pop(name, None)
-        self.tainted.discard(name)
 
 
 def _j(v: float) -> float | str:

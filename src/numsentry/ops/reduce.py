@@ -125,15 +125,17 @@ def sum_bounds(
     if fmt is None:
         return lo, hi, False
     n = reduce_count(shape, axes)
+    # n terms take n - 1 roundings (a single term is returned exactly); products add their own
+    k = n if products else max(n - 1, 0)
     with np.errstate(invalid="ignore", over="ignore"):
-        lo = lo - accumulation_error(n, reduce_sum(np.abs(tl), axes, shape), fmt.eps)
-        hi = hi + accumulation_error(n, reduce_sum(np.abs(th), axes, shape), fmt.eps)
+        lo = lo - accumulation_error(k, reduce_sum(np.abs(tl), axes, shape), fmt.eps)
+        hi = hi + accumulation_error(k, reduce_sum(np.abs(th), axes, shape), fmt.eps)
         if products:  # each nonzero product below the smallest normal errs by up to tiny / 2
             small = (np.maximum(np.abs(tl), np.abs(th)) < 2 * fmt.tiny * 2.0 ** _mantissa_bits(fmt))
             small = small & ((tl != 0) | (th != 0))
             under = reduce_sum(np.where(small, fmt.tiny / 2, 0.0), axes, shape)
             lo, hi = lo - under, hi + under
-        g = 1.0 + accumulation_error(n, np.ones(()), fmt.eps)
+        g = 1.0 + accumulation_error(k, np.ones(()), fmt.eps)
         pos = reduce_sum(np.maximum(th, 0.0), axes, shape) * g
         neg = reduce_sum(np.minimum(tl, 0.0), axes, shape) * g
     over_hi = pos > fmt.max
@@ -344,8 +346,8 @@ def _mean_iv(ctx: Ctx, x: Box, axes: Any = None, keepdims: int = 1, noop_with_em
     if _fmt_of(ctx, x) is None:
         return _finish(x, np.floor(slo / n), np.ceil(shi / n), ax, keepdims)
     slo, shi = _stored(ctx, x, slo, shi)  # the sum is stored before the division: it may overflow
-    # 1 ulp for runtimes multiplying by a rounded 1/N
-    return _finish(x, slo / n, shi / n, ax, keepdims, nan, ulps=(ctx.fmt(x.dtype), 1))
+    # 1 ulp for runtimes multiplying by a rounded 1/N (a mean of one element is that element)
+    return _finish(x, slo / n, shi / n, ax, keepdims, nan, ulps=(ctx.fmt(x.dtype), 1 if n > 1 else 0))
 
 
 def _logsum_sum(ctx: Ctx, x: Box, axes: Any, noop: int) -> tuple[tuple[int, ...], np.ndarray, np.ndarray, bool]:
