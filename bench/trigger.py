@@ -174,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=1, help="SGD steps of the system tests (default 1)")
     ap.add_argument("--no-system", action="store_true", help="unit tests only")
     ap.add_argument("--no-random", action="store_true", help="skip the random-sampling baseline")
+    ap.add_argument("--methods", help=f"comma-separated subset of {', '.join(METHODS)} (overrides the two above)")
     ap.add_argument("--denormal-as-zero", action="store_true", help="onnxruntime flushes denormals to zero")
     ap.add_argument("--jobs", type=int, default=1, help="cases run in parallel processes (default 1)")
     ap.add_argument("--json", metavar="FILE", help="also write every run as JSON")
@@ -188,24 +189,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     methods = ["unit"] + ([] if args.no_random else ["unit-random"])
     if not args.no_system:
         methods += ["system"] + ([] if args.no_random else ["system-random"])
+    if args.methods:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        if set(methods) - set(METHODS):
+            ap.error(f"--methods: choose from {', '.join(METHODS)}")
     seeds = list(range(args.seeds))
     todo = [(e, seeds, methods, args.budget, args.system_budget, args.lr, args.steps, args.denormal_as_zero)
             for e in entries]
     runs: list[Run] = []
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    log = not sys.stderr.isatty()  # in a log file: one line per case instead of a live bar
+
+    def done(case: str, rs: list[Run]) -> None:
+        bar.update(task, advance=1, description=f"case {case}")
+        if log:
+            cells = " ".join(f"{m} {sum(r.all for r in rs if r.method == m)}/{len(seeds)}" for m in methods)
+            print(f"case {case}: {cells} ({sum(r.seconds for r in rs):.1f} s)", file=sys.stderr, flush=True)
+
     with Progress(TextColumn("GRIST trigger"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), transient=True) as bar:
+                  TimeElapsedColumn(), transient=True, console=Console(stderr=True), disable=log) as bar:
         task = bar.add_task("", total=len(todo))
         if args.jobs > 1:
             with ProcessPoolExecutor(args.jobs) as pool:
                 for e, rs in zip(entries, pool.map(_run_packed, todo), strict=True):
                     runs += rs
-                    bar.update(task, advance=1, description=f"case {e['case']}")
+                    done(e["case"], rs)
         else:
             for item in todo:
-                runs += run_case(*item)
-                bar.update(task, advance=1, description=f"case {item[0]['case']}")
+                rs = run_case(*item)
+                runs += rs
+                done(item[0]["case"], rs)
     print(table(runs, [e["case"] for e in entries], args.seeds))
     print(f"\nunit budget {args.budget:g} s/defect, system budget {args.system_budget:g} s/defect, SGD lr "
           f"{args.lr:g} x {args.steps} step(s); denormals {'flushed' if args.denormal_as_zero else 'kept'}")

@@ -137,3 +137,28 @@ def test_overflow_downstream_of_a_finding_from_finite_values_is_independent():
     found = rules_at(check(m, {"x": (0.0, 100.0)}))
     assert found[("NUM003", "exp")] is False
     assert found[("NUM007", "sum")] is False
+
+
+def test_hand_written_softmax_is_known_to_stay_within_one():
+    big = np.array(1.0001, np.float32)
+    m = make_model(
+        [N("Exp", ["x"], ["e"], name="exp"),
+         N("ReduceSum", ["e", "axes"], ["s"], name="sum", keepdims=1),
+         N("Div", ["e", "s"], ["p"], name="div"),
+         N("Sub", ["big", "p"], ["q"], name="one_minus_p"),
+         N("Log", ["q"], ["l"], name="log_q")],
+        [("x", F, [2, 5])], [("l", F, [2, 5])], {"axes": np.array([1], np.int64), "big": big}, opset=13)
+    res = check(m, {"x": (-5.0, 5.0)})
+    found = rules_at(res)
+    assert ("NUM001", "log_q") not in found  # p <= 1, so 1.0001 - p > 0
+    assert ("NUM002", "div") not in found  # a sum of exps of [-5, 5] is never 0
+    # dividing by a different tensor's sum gets no such guarantee
+    m2 = make_model(
+        [N("Exp", ["x"], ["e"], name="exp"), N("Exp", ["y"], ["f"], name="exp_y"),
+         N("ReduceSum", ["f", "axes"], ["s"], name="sum", keepdims=1),
+         N("Div", ["e", "s"], ["p"], name="div"),
+         N("Sub", ["big", "p"], ["q"], name="one_minus_p"),
+         N("Log", ["q"], ["l"], name="log_q")],
+        [("x", F, [2, 5]), ("y", F, [2, 5])], [("l", F, [2, 5])],
+        {"axes": np.array([1], np.int64), "big": big}, opset=13)
+    assert ("NUM001", "log_q") in rules_at(check(m2, {"x": (-5.0, 5.0), "y": (-5.0, 5.0)}))

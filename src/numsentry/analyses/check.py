@@ -24,6 +24,7 @@ from numsentry.analyses.ranges import (
     check_names,
     trainable_range,
 )
+from numsentry.analyses.relational import refine
 from numsentry.domains.box import Box
 from numsentry.dtypes import FLOAT_FORMATS, is_float_dtype
 from numsentry.errors import UnsupportedOpError
@@ -114,6 +115,9 @@ class _Checker:
         # value types of the graph each node lives in (subgraph nodes see their own graph's)
         self.types_of: dict[str, dict[str, Any]] = {}
         self._index_types(model.graph)
+        # for the relational refinements: who produces each value, and value shapes
+        self.producers: dict[str, Node] = {o: n for n in model.graph.all_nodes() for o in n.outputs if o}
+        self.shapes: dict[str, tuple[int, ...]] = {}
 
     def _index_types(self, g: Graph) -> None:
         for n in g.nodes:
@@ -250,8 +254,9 @@ class _Checker:
             if clean_msg is not None:
                 fired.append(hz)
         try:
-            outs = list(apply_interval(op, ctx, ins, node.attrs))
-            clean_outs = list(apply_interval(op, cctx, clean_ins, node.attrs)) if differs else outs
+            outs = refine(node, ins, list(apply_interval(op, ctx, ins, node.attrs)), self.producers, self.shapes)
+            clean_outs = (refine(node, clean_ins, list(apply_interval(op, cctx, clean_ins, node.attrs)),
+                                 self.producers, self.shapes) if differs else outs)
             for hz in fired:
                 if hz.restrict is not None:
                     clean_ins = hz.restrict(cctx, clean_ins, node.attrs)
@@ -278,6 +283,7 @@ class _Checker:
         if fired_clean:
             clean_outs = [_clamp_finite(b) for b in clean_outs]
         for name, o, c in zip(node.outputs, outs, clean_outs, strict=False):
+            self.shapes[name] = o.shape
             if c is not o:
                 self.clean[name] = c
             else:
@@ -338,6 +344,7 @@ def run_check(model: Model, options: CheckOptions | None = None,
     t0 = time.perf_counter()
     checker = _Checker(model, opt, progress)
     env, infos = checker.initial_env()
+    checker.shapes.update({k: b.shape for k, b in env.items()})
     outs = run_graph(model.graph, env, checker.step, on_free=checker.on_free, progress=progress)
     order = {n.name: i for i, n in enumerate(model.graph.all_nodes())}
     findings = sorted(checker.findings.values(), key=lambda f: (order.get(f.node, 1 << 30), f.rule))

@@ -39,6 +39,12 @@ def add_check_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                    help="show tracebacks on errors")
+    from numsentry.cli.trigger import add_search_arguments
+
+    c = p.add_argument_group("confirmation (needs torch and onnxruntime)")
+    c.add_argument("--confirm", action="store_true",
+                   help="search a failure-exhibiting unit test for every finding and label it confirmed/unconfirmed")
+    add_search_arguments(c)
     return p
 
 

@@ -127,11 +127,13 @@ def _progress(enabled: bool, total: int, label: str) -> Any:
 
     if not enabled or total == 0:
         return nullcontext(None)
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    prog = Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed}/{task.total} findings"),
-                    TextColumn("{task.description}"), TimeElapsedColumn(), transient=True, console=None)
-    return prog
+    # on stderr: stdout may be a JSON report
+    return Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed}/{task.total} findings"),
+                    TextColumn("{task.description}"), TimeElapsedColumn(), transient=True,
+                    console=Console(stderr=True))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from numsentry.ir.load import Model
 from numsentry.search.confirm import Attempt, Outcome, Target
 from numsentry.search.objectives import SEARCHABLE_RULES, torch_threads
 from numsentry.search.system import SystemOptions, SystemSearch
-from numsentry.search.trigger import TriggerOptions, UnitSearch, _seed_of, targets_for
+from numsentry.search.trigger import TriggerOptions, UnitSearch, seed_of, targets_for
 
 __all__ = ["random_system", "random_unit"]
 
@@ -54,7 +54,7 @@ def random_unit(model: Model, result: CheckResult, targets: Sequence[Target] | N
             elif node.name not in search.top or t.rule not in SEARCHABLE_RULES:
                 o = Outcome(t.rule, node.name, node.op_type, False, None, 0.0, note="not searchable")
             else:
-                rng = np.random.default_rng(_seed_of("random", opt.seed, node.name, t.rule))
+                rng = np.random.default_rng(seed_of("random", opt.seed, node.name, t.rule))
                 n = 0
                 pending = [x for x in tg if x.node.name in search.top]
                 while time.perf_counter() - t0 < opt.budget_s and t.key not in search.found:
@@ -98,7 +98,7 @@ def random_system(model: Model, result: CheckResult, targets: Sequence[Target] |
             elif node.name not in search.top or t.rule not in SEARCHABLE_RULES:
                 o = Outcome(t.rule, node.name, node.op_type, False, None, 0.0, note="not searchable")
             else:
-                rng = np.random.default_rng(_seed_of("random-system", options.seed, node.name, t.rule))
+                rng = np.random.default_rng(seed_of("random-system", options.seed, node.name, t.rule))
                 n = 0
                 while time.perf_counter() - t0 < options.budget_s and t.key not in search.found:
                     n += 1

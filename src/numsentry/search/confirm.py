@@ -17,6 +17,7 @@ the generated pytest file does (initializers replaced in the model, a fresh sess
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -214,7 +215,18 @@ def _session(proto: onnx.ModelProto, denormal_as_zero: bool, threads: int | None
     if denormal_as_zero:
         opts.add_session_config_entry("session.set_denormal_as_zero", "1")
     try:
-        return ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        try:
+            return ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            # a model written by a newer onnx than this onnxruntime reads: the IR version is only
+            # a file-format stamp here (the opset decides the semantics), so stamp the newest one
+            m = re.search(r"max supported IR version: (\d+)", str(e))
+            if m is None or proto.ir_version <= int(m.group(1)):
+                raise
+            older = onnx.ModelProto()
+            older.CopyFrom(proto)
+            older.ir_version = int(m.group(1))
+            return ort.InferenceSession(older.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types
         raise UserError(f"onnxruntime cannot load the model: {str(e).splitlines()[0][:200]}",
                         hint="confirmation runs the model on onnxruntime's CPU provider") from e

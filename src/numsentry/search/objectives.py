@@ -348,11 +348,16 @@ class TorchView:
 
     def run(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Run with torch tensors (or arrays) by name; unnamed weights keep their stored values."""
+        import warnings
+
         from numsentry.concrete import run_concrete
 
         feeds = {n: values[n] for n in self.inputs}
         w = {n: values.get(n, self.fixed[n]) for n in self.weights}
-        return run_concrete(self.model, feeds, k=self.k, weights=w, observe=_straight_through)
+        with warnings.catch_warnings():
+            # Constant's torch rule wraps the (read-only) attribute array; nothing writes to it
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return run_concrete(self.model, feeds, k=self.k, weights=w, observe=_straight_through)
 
 
 _STEP_OPS = frozenset({"Sign", "Floor", "Ceil", "Round"})

@@ -33,14 +33,22 @@ from numsentry.analyses.check import CheckResult
 from numsentry.dtypes import is_float_dtype
 from numsentry.errors import UserError
 from numsentry.ir.load import Model
-from numsentry.search.confirm import Attempt, OrtRunner, Outcome, Target, Witness, confirm_exact, has_random_ops
+from numsentry.search.confirm import (
+    Attempt,
+    OrtRunner,
+    Outcome,
+    Target,
+    Witness,
+    confirm_exact,
+    has_random_ops,
+)
 from numsentry.search.objectives import SEARCHABLE_RULES, TorchView, goals_for, torch_threads
 from numsentry.search.trigger import (
+    ScaledAdam,
     TriggerOptions,
     UnitSearch,
-    _Adam,
-    _seed_of,
     search_space,
+    seed_of,
     targets_for,
 )
 
@@ -192,9 +200,11 @@ class SystemSearch:
         tr = train(self.model, self.opt.loss, batch, self.opt.lr, self.opt.steps, self.trainable)
         done: list[Target] = []
         todo = [t for t in pending if t.key not in self.found]
-        # training itself hits the failure: the training batch at the failing step (or each step)
+        # training itself hits the failure: the batch at the failing step, else at steps 0, 1, 2,
+        # 4, 8, ... and the last (onnxruntime can fail before torch does: its Sigmoid saturates
+        # at -16.3, torch's 1 / (1 + exp(-x)) at -88)
         last = tr.failed_at if tr.failed_at is not None else len(tr.history) - 1
-        for j in range(last + 1):
+        for j in sorted({0, last} | {2 ** i for i in range(last.bit_length()) if 2 ** i < last}):
             wj = self._changed(tr.history[j])
             hits = self.ort.check(batch, wj, todo)
             for t in todo:
@@ -282,7 +292,7 @@ class SystemSearch:
     def _restart(self, t: Target, goal: Any, r: int, t0: float) -> Attempt:
         import torch
 
-        rng = np.random.default_rng(_seed_of("system", self.opt.seed, t.node.name, t.rule, r))
+        rng = np.random.default_rng(seed_of("system", self.opt.seed, t.node.name, t.rule, r))
         how = ("uniform", "corners")[r % 2]
         gview = TorchView(self.model, goal.values)
         batch = {n: v.sample(rng, how) for n, v in self.space.items()}
@@ -292,7 +302,7 @@ class SystemSearch:
                   **{("P", n): torch.tensor(np.array(probe[n]), requires_grad=True) for n in free}}
         keyed = {f"{k[0]}:{k[1]}": x for k, x in leaves.items()}
         scale = {f"{k[0]}:{k[1]}": float(np.max(self.space[k[1]].scale(batch[k[1]]))) for k in leaves}
-        adam = _Adam(keyed, scale)
+        adam = ScaledAdam(keyed, scale)
         trainable = [n for n in self.trainable if n in self.loss_view.weights or n in gview.weights]
         w0 = {n: torch.as_tensor(np.array(self.model.graph.initializers[n])) for n in trainable}
         best, checks, steps = float("inf"), 0, 0
@@ -365,7 +375,7 @@ def system_trigger(model: Model, result: CheckResult, targets: Sequence[Target] 
     if not tg:
         return outs
     with torch_threads(options.threads):
-        search = SystemSearch(model, result, tg, options)
+        search = SystemSearch(model, result, tg, options)  # bad --loss/--trainable: UserError
         for t in tg:
             o = search.search(t)
             outs.append(o)

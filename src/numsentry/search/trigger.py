@@ -171,6 +171,8 @@ def _inside(lo: float, hi: float, dtype: np.dtype) -> tuple[float, float]:
     b = dt.type(hi)
     if np.isfinite(hi) and float(b) > hi:
         b = np.nextafter(b, dt.type(-np.inf))
+    if a > b:  # no representable value inside (e.g. [0.3, 0.3] in float32): the nearest one
+        a = b = dt.type((lo + hi) / 2)
     return float(a), float(b)
 
 
@@ -245,7 +247,7 @@ def _sub_node(model: Model, name: str) -> Node:
 # ---- the search ---------------------------------------------------------------------------------
 
 
-def _seed_of(*parts: Any) -> int:
+def seed_of(*parts: Any) -> int:
     return zlib.crc32("|".join(map(str, parts)).encode()) & 0x7FFFFFFF
 
 
@@ -262,7 +264,7 @@ def _snap(var: SearchVar, x: np.ndarray, tol: float = 0.02) -> np.ndarray:
     return var.clip(y)
 
 
-class _Adam:
+class ScaledAdam:
     """Adam on the search's leaves, each step scaled to the value's range width.
 
     Gradients are divided by their tensor's largest magnitude first: Adam's update is invariant
@@ -354,15 +356,21 @@ class UnitSearch:
 
     def finish(self, t: Target, point: dict[str, np.ndarray], observed: str, method: str, goal: str,
                t0: float) -> Witness | None:
-        """Reduce a firing point and re-check it the way the generated test does."""
+        """Reduce a firing point and re-check it the way the generated test does.
+
+        Reduction (weight tensors put back to their stored values, one at a time, kept where the
+        failure stays) only runs while the finding's time budget lasts.
+        """
         if self.opt.reduce:
-            for n, v in self.space.items():
-                if v.kind != "weight" or not v.searched or v.stored is None or n not in point:
-                    continue
-                if np.array_equal(point[n], v.stored):
-                    continue
+            changed = [n for n, v in self.space.items() if v.kind == "weight" and v.searched and v.stored is not None
+                       and n in point and not np.array_equal(point[n], v.stored)]
+            for n in changed:
+                if time.perf_counter() - t0 > self.opt.budget_s:
+                    break
+                stored = self.space[n].stored
+                assert stored is not None
                 trial = dict(point)
-                trial[n] = v.clip(v.stored)
+                trial[n] = self.space[n].clip(stored)
                 ins, ws = self.split(trial)
                 hit = self.ort.check(ins, ws, [t])
                 if t.key in hit:
@@ -418,7 +426,7 @@ class UnitSearch:
     def _restart(self, t: Target, goal: Goal, view: TorchView, how: str, r: int, t0: float) -> Attempt:
         import torch
 
-        rng = np.random.default_rng(_seed_of(self.opt.seed, t.node.name, t.rule, r))
+        rng = np.random.default_rng(seed_of(self.opt.seed, t.node.name, t.rule, r))
         point = self.start(rng, how)
         free = [n for n in view.inputs + view.weights if n in point and self.space[n].is_float
                 and self.space[n].width > 0]
@@ -426,7 +434,7 @@ class UnitSearch:
         consts = {n: torch.as_tensor(np.array(point[n])) for n in view.inputs + view.weights
                   if n in point and n not in leaves}
         scale = {n: float(np.max(self.space[n].scale(point[n]))) for n in free}
-        adam = _Adam(leaves, scale)
+        adam = ScaledAdam(leaves, scale)
         pending = [x for x in self.targets if x.key not in self.found]
         last_grads: dict[str, Any] = {}
         best, checks, last_checked, reached_before = np.inf, 0, np.inf, False
@@ -560,7 +568,10 @@ def trigger(model: Model, result: CheckResult, targets: Sequence[Target] | None 
     opt = options or TriggerOptions()
     outs: list[Outcome] = []
     with torch_threads(opt.threads):
-        search = UnitSearch(model, result, tg, opt)
+        try:
+            search = UnitSearch(model, result, tg, opt)
+        except UserError as e:  # onnxruntime cannot run the model: nothing can be confirmed
+            return [Outcome(t.rule, t.node.name, t.node.op_type, False, None, 0.0, note=e.message) for t in tg]
         for t in tg:
             o = search.search(t)
             outs.append(o)
