@@ -1,23 +1,21 @@
 """Random small but realistic ONNX graphs (opset 17) for the whole-graph soundness fuzzer.
 
-`build_graph` draws 1-2 float inputs with random shapes and ranges, stored weights of random
-scale and 5-25 nodes from a broad op mix, wiring each node to earlier values whose shapes fit
-(shapes are tracked here and validated by ONNX strict shape inference afterwards). Every node
-output is a graph output, so that both numsentry (``CheckResult.outputs``) and onnxruntime
-report every intermediate value.
+`build_graph` draws 1-2 float inputs with random shapes (rank 1-4, dims 1-5) and ranges,
+stored weights of random scale and 5-25 nodes from a broad op mix (`FLOAT_OPS`), wiring each
+node to earlier values whose shapes fit. Shapes are tracked here and validated by ONNX strict
+shape inference (`make_model`), which also makes every node output a graph output, so that
+numsentry (``CheckResult.outputs``) and onnxruntime both report every intermediate value.
 
-Random decisions go through a `Draw` so that the same generator runs under hypothesis
-(`HypothesisDraw`, derandomized) and from a plain seed (`SeedDraw`, for long fuzzing runs and
-for replaying a case while shrinking it by hand).
+All random decisions go through a `Draw`; `SeedDraw` makes a graph a function of one integer
+seed, which the test draws with hypothesis and prints on failure for replaying.
 
-Helpers for the test: `float16_copy` (the model with every float32 tensor in float16, as
-``--as-dtype float16`` analyses it), `sample_points` (corners, mixed corners, random and
-special points of the input ranges), `ort_session`, `ancestors`.
+Also here: `float16_copy` (every float32 tensor in float16, the model ``--as-dtype float16``
+stands for), `sample_points`, the onnxruntime runners `WholeGraph` and `PerNode`, and `cone`
+and `shrink` for cutting a failing graph down by hand.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,20 +28,17 @@ from onnx import TensorProto, helper, numpy_helper
 __all__ = [
     "FLOAT_OPS",
     "GenGraph",
-    "HypothesisDraw",
+    "PerNode",
     "SeedDraw",
-    "Outcome",
+    "WholeGraph",
     "ancestors",
     "build_graph",
-    "check_graph",
-    "compare",
-    "containment",
     "cone",
-    "shrink",
     "float16_copy",
     "make_model",
     "ort_session",
     "sample_points",
+    "shrink",
     "value_ancestors",
 ]
 
@@ -94,19 +89,6 @@ class SeedDraw(Draw):
         return self.r.randint(lo, hi)
 
 
-class HypothesisDraw(Draw):
-    """Decisions from a hypothesis ``data.draw`` (so that hypothesis derandomizes them)."""
-
-    def __init__(self, draw: Callable[[Any], Any]) -> None:
-        from hypothesis import strategies as st
-
-        self.draw = draw
-        self.st = st
-
-    def int(self, lo: int, hi: int) -> int:
-        return int(self.draw(self.st.integers(lo, hi)))
-
-
 # ---- the graph being built -------------------------------------------------------------------
 
 
@@ -130,7 +112,7 @@ class GenGraph:
     model: onnx.ModelProto | None = None  # the checked, shape-inferred model
 
     def describe(self) -> str:
-        lines = [f"inputs: " + ", ".join(f"{v.name}{list(v.shape)} in {self.ranges[v.name]}" for v in self.inputs)]
+        lines = ["inputs: " + ", ".join(f"{v.name}{list(v.shape)} in {self.ranges[v.name]}" for v in self.inputs)]
         for k, a in self.inits.items():
             lines.append(f"  init {k} {a.dtype}{list(a.shape)} = {np.array2string(a.ravel()[:12], precision=4)}"
                          + (" ..." if a.size > 12 else ""))
@@ -313,14 +295,14 @@ def g_pow(b: Builder) -> bool:
 def _matmul_shape(x: tuple[int, ...], y: tuple[int, ...]) -> tuple[int, ...] | None:
     if not x or not y:
         return None
-    xs = (1,) + x if len(x) == 1 else x
-    ys = y + (1,) if len(y) == 1 else y
+    xs = (1, *x) if len(x) == 1 else x
+    ys = (*y, 1) if len(y) == 1 else y
     if xs[-1] != ys[-2]:
         return None
     batch = _bshape(xs[:-2], ys[:-2])
     if batch is None:
         return None
-    out = batch + (xs[-2], ys[-1])
+    out = (*batch, xs[-2], ys[-1])
     if len(x) == 1:
         out = out[:-2] + out[-1:]
     if len(y) == 1:
@@ -411,7 +393,7 @@ def g_conv(b: Builder) -> bool:
     if any(w is None for w in wins):
         return False
     ks = [w[0] for w in wins]  # type: ignore[index]
-    out = (n, m) + tuple(w[5] for w in wins)  # type: ignore[index]
+    out = (n, m, *(w[5] for w in wins))  # type: ignore[index]
     if _size(out) > MAX_SIZE:
         return False
     ins = [a.name, b.winit((m, c // g, *ks))]
@@ -529,7 +511,7 @@ def g_shape_reshape(b: Builder) -> bool:
         k = d.int(1, r - 1)
         (head,) = b.node("Slice", [s.name, b.ints([0]), b.ints([k])], [(k,)], elem=I64)
         (tgt,) = b.node("Concat", [head.name, b.ints([-1])], [(k + 1,)], elem=I64, axis=0)
-        out = a.shape[:k] + (_size(a.shape[k:]),)
+        out = (*a.shape[:k], _size(a.shape[k:]))
     elif pat == "merge_two":  # dims i, i+1 merged by Gather * Gather
         i = d.int(0, r - 2)
         (g0,) = b.node("Gather", [s.name, b.ints([i])], [(1,)], elem=I64, axis=0)
@@ -546,11 +528,11 @@ def g_shape_reshape(b: Builder) -> bool:
             parts.append(post.name)
         (tgt,) = b.node("Concat", parts, [(r - 1,)], elem=I64, axis=0)
         del shapes
-        out = a.shape[:i] + (a.shape[i] * a.shape[i + 1],) + a.shape[i + 2 :]
+        out = (*a.shape[:i], a.shape[i] * a.shape[i + 1], *a.shape[i + 2:])
     elif pat == "shape_start":  # Shape(x, start=1) -> Concat([-1], ...)
         (tail,) = b.node("Shape", [a.name], [(r - 1,)], elem=I64, start=1)
         (tgt,) = b.node("Concat", [b.ints([-1]), tail.name], [(r,)], elem=I64, axis=0)
-        out = (a.shape[0],) + a.shape[1:]
+        out = (a.shape[0], *a.shape[1:])
     elif pat == "like_other":  # Reshape(Flatten(y), Shape(x)) where sizes agree
         y = b.pick(lambda v: v.name != a.name and _size(v.shape) == _size(a.shape))
         if y is None:
@@ -593,9 +575,9 @@ def g_concat(b: Builder) -> bool:
             total += v.shape[ax]
         else:
             n = d.int(1, 3)
-            parts.append(b.winit(a.shape[:ax] + (n,) + a.shape[ax + 1 :]))
+            parts.append(b.winit((*a.shape[:ax], n, *a.shape[ax + 1:])))
             total += n
-    out = a.shape[:ax] + (total,) + a.shape[ax + 1 :]
+    out = (*a.shape[:ax], total, *a.shape[ax + 1:])
     if _size(out) > MAX_SIZE:
         return False
     if d.bool():
@@ -675,7 +657,7 @@ def g_squeeze_unsqueeze(b: Builder) -> bool:
     if r >= MAX_RANK - 1:
         return False
     ax = d.int(0, r)
-    out = a.shape[:ax] + (1,) + a.shape[ax:]
+    out = (*a.shape[:ax], 1, *a.shape[ax:])
     b.node("Unsqueeze", [a.name, b.ints([ax - r - 1 if d.bool() else ax])], [out])
     return True
 
@@ -716,7 +698,7 @@ def g_layernorm(b: Builder) -> bool:
     ax = d.int(-r, r - 1)
     nshape = a.shape[ax % r :]
     if d.chance(0.3):  # broadcast scale/bias along a leading normalized dim
-        nshape = (1,) + nshape[1:]
+        nshape = (1, *nshape[1:])
     ins = [a.name, b.winit(nshape)]
     if d.chance(0.7):
         ins.append(b.winit(nshape))
@@ -769,7 +751,7 @@ def g_where(b: Builder) -> bool:
     out = _bshape(cshape, a.shape, oshape)
     if out is None or _size(out) > MAX_SIZE:
         return False
-    b.node("Where", [cond] + ins, [out])
+    b.node("Where", [cond, *ins], [out])
     return True
 
 
@@ -793,7 +775,7 @@ def g_expand_tile_pad(b: Builder) -> bool:
     if op == "Expand":
         tgt = tuple(d.int(2, 3) if s == 1 and d.bool() else s for s in a.shape)
         if r < 4 and d.bool():
-            tgt = (2,) + tgt
+            tgt = (2, *tgt)
         spec = list(tgt) if d.bool() else [1 if (i >= len(tgt) - r and a.shape[i - len(tgt) + r] == t) else t
                                           for i, t in enumerate(tgt)]
         b.node("Expand", [a.name, b.ints(spec)], [tgt])
@@ -818,9 +800,38 @@ def g_variadic(b: Builder) -> bool:
     if a is None:
         return False
     op = b.d.choice(["Sum", "Mean", "Max", "Min"])
-    others = [b.other_operand(a) for _ in range(b.d.int(1, 2))]
-    shapes = [b.vals[o].shape if o in b.vals else b.inits[o].shape for o in others]
-    b.node(op, [a.name] + others, [_bshape(a.shape, *shapes) or a.shape])
+    ins, shape = [a.name], a.shape
+    for _ in range(b.d.int(1, 2)):
+        o = b.other_operand(Val(a.name, shape, F))  # broadcastable with all inputs so far
+        ins.append(o)
+        shape = _bshape(shape, b.vals[o].shape if o in b.vals else b.inits[o].shape) or shape
+    b.node(op, ins, [shape])
+    return True
+
+
+def g_normalize(b: Builder) -> bool:
+    """x / Reduce(x) (hand-written softmax, normalisation): the checker's relational refinement."""
+    d = b.d
+    a = b.pick(lambda v: len(v.shape) >= 1)
+    if a is None:
+        return False
+    if d.chance(0.7):  # usually made non-negative first, as real models do
+        (a,) = b.node(d.choice(["Exp", "Relu", "Abs", "Sigmoid", "Softplus"]), [a.name], [a.shape])
+    r = len(a.shape)
+    axes = sorted({d.int(0, r - 1) for _ in range(d.int(1, r))})
+    red = _reduced(a.shape, axes, True)
+    if d.bool():
+        (s,) = b.node("ReduceSum", [a.name, b.ints(axes, "axes")], [red], keepdims=1)
+    else:
+        (s,) = b.node("ReduceMax", [a.name], [red], axes=axes, keepdims=1)
+    how = d.choice(["direct", "direct", "Expand", "Tile", "Identity"])
+    if how == "Expand":
+        (s,) = b.node("Expand", [s.name, b.ints(list(a.shape))], [a.shape])
+    elif how == "Tile":
+        (s,) = b.node("Tile", [s.name, b.ints([x // y for x, y in zip(a.shape, red, strict=True)])], [a.shape])
+    elif how == "Identity":
+        (s,) = b.node("Identity", [s.name], [s.shape])
+    b.node("Div", [a.name, s.name], [a.shape])
     return True
 
 
@@ -832,7 +843,7 @@ def g_split(b: Builder) -> bool:
     ax = b.d.choice(axs)
     n = a.shape[ax]
     k = b.d.int(1, n - 1)
-    shapes = [a.shape[:ax] + (k,) + a.shape[ax + 1 :], a.shape[:ax] + (n - k,) + a.shape[ax + 1 :]]
+    shapes = [(*a.shape[:ax], k, *a.shape[ax + 1:]), (*a.shape[:ax], n - k, *a.shape[ax + 1:])]
     b.node("Split", [a.name, b.ints([k, n - k])], shapes, axis=ax)
     return True
 
@@ -842,7 +853,7 @@ FLOAT_OPS: list[tuple[Callable[[Builder], bool], int]] = [
     (g_pool, 3), (g_softmax, 3), (g_reduce, 5), (g_reshape, 3), (g_shape_reshape, 4), (g_transpose, 3),
     (g_concat, 3), (g_slice, 3), (g_gather, 3), (g_squeeze_unsqueeze, 3), (g_flatten, 1), (g_batchnorm, 2),
     (g_layernorm, 2), (g_clip, 2), (g_compare, 2), (g_where, 3), (g_cast, 2), (g_expand_tile_pad, 2),
-    (g_variadic, 2), (g_split, 1),
+    (g_variadic, 2), (g_split, 1), (g_normalize, 2),
 ]
 
 
@@ -911,7 +922,7 @@ def make_model(g: GenGraph, check_shapes: bool = True) -> onnx.ModelProto:
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
     try:
         onnx.checker.check_model(m)
-        inf = onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True, data_prop=True)
+        inf = onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
     except Exception as e:
         raise ValueError(f"onnx rejects the graph: {str(e).splitlines()[0][:300]}") from e
     types = {v.name: v for v in list(inf.graph.value_info) + list(inf.graph.output)}
@@ -984,7 +995,7 @@ def sample_points(g: GenGraph, rng: np.random.Generator, n: int) -> list[tuple[s
         return rng.uniform(lo, hi, s)
 
     pts: list[tuple[str, dict[str, np.ndarray]]] = []
-    corners = [("lo",) * len(names)] + [("hi",) * len(names)]
+    corners = [("lo",) * len(names), ("hi",) * len(names)]
     if len(names) == 2:
         corners += [("lo", "hi"), ("hi", "lo")]
     for c in corners:
@@ -1040,54 +1051,7 @@ def value_ancestors(m: onnx.ModelProto) -> dict[str, set[str]]:
     return up
 
 
-# ---- the oracle ------------------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    """What one comparison found: failure messages by kind, and what was skipped."""
-
-    failures: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    known: dict[str, int] = field(default_factory=dict)
-    # per (dtype, point): values downstream of a known bug in the every-value run
-    tainted: dict[tuple[bool, str], set[str]] = field(default_factory=dict)
-    points: int = 0
-
-    def fail(self, kind: str, msg: str) -> None:
-        if len(self.failures) < 40:
-            self.failures.append(f"[{kind}] {msg}")
-
-
-def _short(a: np.ndarray) -> str:
-    a = np.asarray(a)
-    return np.array2string(a.ravel()[:8], precision=6) + (" ..." if a.size > 8 else "")
-
-
-def containment(box: Any, value: np.ndarray) -> str | None:
-    """Why ``value`` is not inside ``box`` (shape, NaN or bounds), or ``None``."""
-    value = np.asarray(value)
-    if tuple(value.shape) != tuple(box.shape):
-        return f"shape {tuple(value.shape)} but the box says {box.shape}"
-    try:
-        np.broadcast_shapes(np.shape(box.lo), tuple(box.shape))
-        np.broadcast_shapes(np.shape(box.hi), tuple(box.shape))
-    except ValueError:
-        return f"malformed box: lo {np.shape(box.lo)} hi {np.shape(box.hi)} for shape {box.shape}"
-    ok = np.broadcast_to(box.contains(value.astype(np.float64)), value.shape)
-    if ok.all():
-        return None
-    lo, hi = box.full()
-    rows = []
-    for idx in np.argwhere(~ok)[:3]:
-        t = tuple(int(i) for i in idx)
-        rows.append(f"{t}: {value[t]!r} not in [{lo[t]!r}, {hi[t]!r}]" + (" (box nan=False)" if np.isnan(value[t]) else ""))
-    return f"{int((~ok).sum())} of {value.size} outside {box!r}: " + "; ".join(rows)
-
-
-def _nonfinite(a: np.ndarray) -> bool:
-    a = np.asarray(a)
-    return a.dtype.kind == "f" and not bool(np.all(np.isfinite(a)))
+# ---- onnxruntime ----------------------------------------------------------------------------
 
 
 class WholeGraph:
@@ -1130,6 +1094,7 @@ class PerNode:
     """
 
     def __init__(self, m: onnx.ModelProto) -> None:
+        m = onnx.shape_inference.infer_shapes(m)
         types = {v.name: v for v in list(m.graph.input) + list(m.graph.output) + list(m.graph.value_info)}
         inits = {t.name: t for t in m.graph.initializer}
         self.steps: list[tuple[Any, list[str], list[str]]] = []
@@ -1150,205 +1115,6 @@ class PerNode:
             for o, v in zip(outs, vals, strict=True):
                 env[o] = out[o] = np.asarray(v)
         return out
-
-
-def compare(g: GenGraph, model: onnx.ModelProto, result: Any, points: list[tuple[str, dict[str, np.ndarray]]],
-            fp16: bool, out: Outcome, deployed: bool = False) -> None:
-    """Run onnxruntime at ``points`` and hold its values against ``result`` (a `CheckResult`).
-
-    Every value (``deployed=False``; float32: `WholeGraph` without optimizations, float16:
-    `PerNode`): shape, containment (NaN only where the box allows it), integer values exact
-    (shape computations fold on points); a node whose output is non-finite while every value
-    upstream is finite has a finding that is not ``after_earlier_finding``; any non-finite
-    value has a finding at or upstream of its node. ``deployed``: the values no node reads,
-    from a fully optimized run (float16: findings only, see `PerNode`).
-    """
-    run_model = float16_copy(model) if fp16 else model
-    tag = ("float16" if fp16 else "float32") + (" deployed" if deployed else " per-node" if fp16 else "")
-    try:
-        runner = WholeGraph(run_model, deployed, fp16) if deployed or not fp16 else PerNode(run_model)
-    except Exception as e:
-        out.notes.append(f"onnxruntime rejects the {tag} model: {str(e)[:200]}")
-        return
-    containment_check = not (fp16 and deployed)
-    names = [o.name for o in run_model.graph.output]
-    upstream_vals = value_ancestors(run_model)
-    upstream_nodes, _ = ancestors(run_model)
-    inits = {t.name: numpy_helper.to_array(t) for t in run_model.graph.initializer}
-    findings: dict[str, list[Any]] = {}
-    for f in result.findings:
-        findings.setdefault(f.node, []).append(f)
-    for name in names:
-        if name not in result.outputs:
-            out.fail(tag, f"{name}: no box in CheckResult.outputs")
-    strict = bool(os.environ.get("NUMSENTRY_GRAPH_STRICT"))
-    nodes = list(run_model.graph.node)
-    for label, feeds in points:
-        if fp16:
-            feeds = {k: v.astype(np.float16) for k, v in feeds.items()}
-        try:
-            with np.errstate(all="ignore"):
-                vals = runner(feeds)
-        except Exception as e:
-            out.notes.append(f"onnxruntime run failed ({tag}, {label}): {str(e)[:200]}")
-            return
-        out.points += 1
-        env: dict[str, np.ndarray] = dict(inits)
-        env.update(feeds)
-        env.update(vals)
-        where = f"{tag} point {label} (" + ", ".join(f"{k}={_short(v)}" for k, v in feeds.items()) + ")"
-        # values downstream of a known core bug at this point (a deployed run sees too few values
-        # to tell: it takes them from the every-value run)
-        tainted: set[str] = out.tainted.setdefault((fp16, label), set())
-        for node in nodes:
-            outs = [o for o in node.output if o]
-            if any(i in tainted for i in node.input):
-                tainted.update(outs)
-                continue
-            for name in outs if containment_check else []:
-                box = result.outputs.get(name)
-                if box is None or name not in vals:
-                    continue
-                v = vals[name]
-                if (msg := containment(box, v)) is not None:
-                    bug = None if strict else known_containment_bug(g, node, result, env, v, box, fp16, deployed)
-                    if bug is not None:
-                        out.known[bug] = out.known.get(bug, 0) + 1
-                        tainted.update(outs)
-                        break
-                    out.fail(f"{tag} containment", f"{name} ({node.name}) at {where}: {msg}")
-                elif v.dtype.kind in "iu" and not box.is_point:
-                    out.fail(f"{tag} exactness", f"{name} ({node.name}): integer value {_short(v)} "
-                             f"not folded to a point: {box!r}")
-            if node.name in tainted or any(o in tainted for o in outs):
-                continue
-            bad = [o for o in outs if o in env and _nonfinite(env[o])]
-            if not bad:
-                continue
-            fs = findings.get(node.name, [])
-            clean_upstream = not deployed and all(not _nonfinite(env[u]) for u in upstream_vals[node.name] if u in env)
-            if clean_upstream and not any(not f.after_earlier_finding for f in fs):
-                if not strict and any(f.after_earlier_finding for f in fs):
-                    out.known["after-flag"] = out.known.get("after-flag", 0) + 1
-                    continue
-                got = ", ".join(f"{f.rule}{' (after_earlier_finding)' if f.after_earlier_finding else ''}"
-                                for f in fs) or "none"
-                ins = ", ".join(f"{i}={_short(env[i])}" for i in node.input if i in env)
-                out.fail(f"{tag} unreported", f"{node.name} ({node.op_type}) gives non-finite {_short(env[bad[0]])} "
-                         f"from finite upstream values at {where}; inputs {ins}; findings at the node: {got}")
-            elif not clean_upstream and not any(n in findings for n in upstream_nodes[bad[0]]):
-                out.fail(f"{tag} unreported", f"{node.name} ({node.op_type}) gives non-finite values at {where} "
-                         "and no finding exists at it or upstream")
-
-
-def _box_of(g: GenGraph, name: str, result: Any, fp16: bool) -> Any:
-    from numsentry.domains.box import Box
-
-    if name in result.outputs:
-        return result.outputs[name]
-    if name in g.ranges:
-        lo, hi = g.ranges[name]
-        shape = next(v.shape for v in g.inputs if v.name == name)
-        return Box.range(lo, hi, shape, np.float16 if fp16 else np.float32)
-    a = g.inits[name]
-    return Box.point(a.astype(np.float16) if fp16 and a.dtype == np.float32 else a)
-
-
-def _softmax_sound_lower(x: Any, axis: int, log: bool) -> np.ndarray:
-    """A sound lower bound of (Log)Softmax over box ``x``: -log(1 + sum_{j != i} e^(h_j - l_i))."""
-    lo, hi = x.full()
-    ax = axis % len(x.shape)
-    lo, hi = np.moveaxis(lo, ax, -1), np.moveaxis(hi, ax, -1)
-    n = lo.shape[-1]
-    out = np.empty(lo.shape)
-    for i in range(n):
-        others = np.delete(hi, i, axis=-1)
-        s = np.logaddexp.reduce(others, axis=-1) if n > 1 else np.full(lo.shape[:-1], -np.inf)
-        out[..., i] = -np.logaddexp(0.0, s - lo[..., i])
-    out = np.moveaxis(out, -1, ax)
-    return out if log else np.exp(out)
-
-
-# ops whose onnxruntime CPU float16 kernel computes in float32 (InsertCastTransformer) and rounds
-# once, while numsentry rounds (and overflows) intermediates in float16
-_FP32_INSIDE = {"Sum", "Mean", "ReduceMean", "ReduceSum", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp",
-                "LayerNormalization", "BatchNormalization", "Softmax", "LogSoftmax", "Gemm", "MatMul", "Conv",
-                "AveragePool", "GlobalAveragePool"}
-
-
-def known_containment_bug(g: GenGraph, node: onnx.NodeProto, result: Any, env: dict[str, np.ndarray],
-                          value: np.ndarray, box: Any, fp16: bool, deployed: bool = False) -> str | None:
-    """The name of the known core bug that explains a containment failure, or ``None``.
-
-    Each name has a plain xfail regression test in test_graph_soundness.py; set
-    ``NUMSENTRY_GRAPH_STRICT=1`` to report these failures too.
-    """
-    op = node.op_type
-    lo, hi = box.full()
-    v = value.astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        outside = ~np.broadcast_to(box.contains(v), v.shape)
-    if deployed and not fp16:
-        ulp = 4 * np.spacing(np.abs(v).astype(np.float32)).astype(np.float64)
-        if np.all(~outside | ((v >= lo - ulp) & (v <= hi + ulp))):
-            return "ort-fusion-rounding"
-    if op in ("Softmax", "LogSoftmax"):
-        axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
-        x = _box_of(g, node.input[0], result, fp16)
-        if np.isfinite(x.min()) and np.isfinite(x.max()):
-            sound = _softmax_sound_lower(x, axis, op == "LogSoftmax")
-            slack = 1e-5 * np.abs(sound) + 1e-40
-            if np.all(~outside | ((v < lo) & (lo > sound + slack))):
-                return "softmax-lower-bound"
-    if op in ("Div", "Reciprocal"):
-        d = _box_of(g, node.input[1 if op == "Div" else 0], result, fp16)
-        dlo, dhi = (np.broadcast_to(a, v.shape) for a in d.full()) if d.shape == v.shape else \
-            (np.broadcast_to(a.reshape((1,) * (v.ndim - a.ndim) + a.shape), v.shape) for a in d.full())
-        if np.all(~outside | (np.isinf(v) & ((dlo == 0) | (dhi == 0)))):
-            return "signed-zero-divisor"
-    fmax = 65504.0 if fp16 else float(np.finfo(np.float32).max)
-    if op == "Clip" and np.all(~outside | (np.abs(v) == fmax)):
-        return "clip-default-bound"
-    if fp16 and op == "MaxPool" and np.all(~outside | (v == -np.inf)):
-        return "maxpool-pad-float16"
-    ins = [_box_of(g, i, result, fp16) for i in node.input if i and (i in result.outputs or i in g.ranges)]
-    if op in ("ReduceMax", "ReduceMin", "MaxPool", "GlobalMaxPool") and any(b.nan for b in ins) \
-            and np.all(~outside | ~np.isnan(v)):
-        return "nan-input-max"
-    if op in ("AveragePool", "GlobalAveragePool") and np.all(~outside | np.isnan(v)):
-        return "avgpool-inf-minus-inf"
-    if fp16:
-        ulp = 2 * np.spacing(np.abs(v).astype(np.float16)).astype(np.float64)
-        near = (v >= lo - ulp) & (v <= hi + ulp)
-        if box.is_point and np.all(~outside | near):
-            return "float16-point-fold"
-        # cancellation after a float16 rounding that onnxruntime does not do: an absolute error
-        # of a few float16 ulps of the inputs' magnitude
-        mags = [max(abs(b.min()), abs(b.max())) for b in ins if np.isfinite(b.min()) and np.isfinite(b.max())]
-        scale = float(np.spacing(np.float16(min(max(mags, default=0.0), fmax)))) * 2 * max(len(ins), 1)
-        near |= (v >= lo - scale * max(1, ins[0].size if ins else 1)) & (v <= hi + scale * max(1, ins[0].size if ins else 1))
-        if op in _FP32_INSIDE and np.all(~outside | near | (np.isfinite(v) & ((lo >= fmax) | (hi <= -fmax)))):
-            return "float16-wide-intermediates"
-    return None
-
-
-def check_graph(g: GenGraph, n_points: int = 24, fp16: bool = True, seed: int = 0) -> Outcome:
-    """Build, analyse (float32, and ``--as-dtype float16``) and compare against onnxruntime."""
-    from numsentry.analyses.check import CheckOptions, run_check
-    from numsentry.ir.load import load_model
-
-    out = Outcome()
-    model = g.model if g.model is not None else make_model(g)
-    g.model = model
-    loaded = load_model(model)
-    points = sample_points(g, np.random.default_rng(seed), n_points)
-    for half in ([False, True] if fp16 else [False]):
-        res = run_check(loaded, CheckOptions(ranges=dict(g.ranges), as_dtype="float16" if half else None))
-        if res.unsupported:
-            out.notes.append(f"{'float16' if half else 'float32'}: rules declined: {sorted(res.unsupported)}")
-        compare(g, model, res, points, half, out)
-        compare(g, model, res, points, half, out, deployed=True)
-    return out
 
 
 # ---- shrinking a failing case by hand ------------------------------------------------------

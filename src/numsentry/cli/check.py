@@ -110,11 +110,12 @@ def run_check_args(args: argparse.Namespace, show_progress: bool = False) -> Any
 
 def confirm_findings(res: Any, args: argparse.Namespace, show_progress: bool = False) -> None:
     """``--confirm``: the unit-test search for every finding; sets ``confirmed`` and ``witness``."""
-    from numsentry.cli.trigger import _run_unit, unit_options, write_all
+    from numsentry.cli.trigger import _run_unit, require_runtime, unit_options, write_all
     from numsentry.search.trigger import targets_for
 
     if not res.findings:
         return
+    require_runtime()
     args.baseline = False
     targets = targets_for(res.model, res)
     outcomes = _run_unit(res.model, res, targets, unit_options(args), args, show_progress)

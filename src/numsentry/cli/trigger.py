@@ -14,7 +14,7 @@ from typing import Any
 
 from numsentry.errors import UserError
 
-__all__ = ["add_search_arguments", "register", "run"]
+__all__ = ["add_search_arguments", "register", "require_runtime", "run"]
 
 DEFAULT_OUT = "numsentry-witnesses"
 
@@ -85,6 +85,16 @@ def _validate(args: argparse.Namespace) -> None:
             raise UserError(f"--lr {args.lr:g}: must be positive")
 
 
+def require_runtime() -> None:
+    """Raise a `UserError` when torch or onnxruntime is missing (both are optional extras)."""
+    import importlib.util
+
+    missing = [m for m in ("torch", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"triggering findings needs {' and '.join(missing)}",
+                        hint="pip install 'numsentry[torch,runtime]'")
+
+
 def unit_options(args: argparse.Namespace) -> Any:
     """`TriggerOptions` from parsed arguments."""
     from numsentry.search.trigger import TriggerOptions
@@ -110,12 +120,12 @@ def model_file(args: argparse.Namespace, model: Any) -> Path:
 def write_all(outcomes: list[Any], targets: list[Any], args: argparse.Namespace, result: Any, dims: dict[str, int]) -> None:
     """Write the reproduction of every confirmed outcome (sets ``outcome.path``)."""
     from numsentry.search.confirm import has_random_ops
-    from numsentry.search.reproduce import write_reproduction
+    from numsentry.search.reproduce import slug, write_reproduction
 
     ranges = {r.name: (r.lo, r.hi) for r in result.ranges}
     path = model_file(args, result.model)
     runs = 3 if has_random_ops(result.model) else 1
-    sub = Path(args.witness_dir)
+    sub = Path(args.witness_dir) / slug(path.stem)  # one directory per model
     for o, t in zip(outcomes, targets, strict=True):
         if o.confirmed and o.witness is not None:
             where = sub / "system" if o.witness.method == "system" else sub
@@ -139,6 +149,7 @@ def _progress(enabled: bool, total: int, label: str) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Run ``numsentry trigger``; returns 0 (all confirmed, or nothing to do), 1 (some not) or 2."""
     _validate(args)
+    require_runtime()
     from numsentry.cli.check import run_check_args
     from numsentry.search.trigger import targets_for
 

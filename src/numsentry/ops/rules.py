@@ -180,20 +180,15 @@ def isquare(a: Box) -> tuple[np.ndarray, np.ndarray]:
 def reciprocal(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bounds of 1/x and a mask of where the divisor can be 0 (the result is then unbounded).
 
-    A divisor in [0, b] gives [1/b, +inf]; in [a, 0] gives [-inf, 1/a]; straddling 0 gives
-    [-inf, +inf].
+    Boxes do not track the sign of zero: a divisor range that holds 0 may hold +0 and -0 (a
+    computed -0 from -x, x * -1, ...), so 1/x can be both +inf and -inf there: [-inf, +inf].
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         r_lo = 1.0 / hi
         r_hi = 1.0 / lo
     zero = (lo <= 0) & (hi >= 0)
-    pos0 = zero & (lo == 0) & (hi > 0)
-    neg0 = zero & (hi == 0) & (lo < 0)
-    out_lo = np.where(pos0, r_lo, np.where(zero, -np.inf, r_lo))
-    out_hi = np.where(neg0, r_hi, np.where(zero, np.inf, r_hi))
-    both0 = zero & (lo == 0) & (hi == 0)
-    out_lo = np.where(both0, -np.inf, out_lo)
-    out_hi = np.where(both0, np.inf, out_hi)
+    out_lo = np.where(zero, -np.inf, r_lo)
+    out_hi = np.where(zero, np.inf, r_hi)
     return out_lo, out_hi, zero
 
 

@@ -20,35 +20,36 @@ from numsentry.ops.registry import BoxSpec, Ctx, register
 from numsentry.ops.rules import draw_interval, draw_shape
 
 
-def _others(x: np.ndarray, axis: int, n: int) -> np.ndarray:
-    """sum_{j != i} e^(x_j - m) along ``axis`` (x broadcastable; length-1 axis means coarse)."""
+def _log_others(x: np.ndarray, axis: int, n: int) -> np.ndarray:
+    """log sum_{j != i} e^(x_j) along ``axis`` (x broadcastable; length-1 axis means coarse).
+
+    Exclusive prefix and suffix log-sum-exps (``logaddexp.accumulate``): no subtraction, which
+    would cancel when e_i dominates, and no common scaling, which would underflow when the
+    elements lie far apart.
+    """
     if x.shape[axis] == 1:
-        return np.full(x.shape, 0.0) + (n - 1) * np.exp(x - np.max(x))
-    m = np.max(x, axis=axis, keepdims=True)
-    e = np.exp(x - m)
-    pre = np.cumsum(e, axis=axis) - e
-    suf = np.flip(np.cumsum(np.flip(e, axis=axis), axis=axis), axis=axis) - e
-    return (np.maximum(pre, 0.0) + np.maximum(suf, 0.0)) * np.exp(m - np.max(x))
+        return np.log(n - 1.0) + x if n > 1 else np.full(x.shape, -np.inf)
+    k = x.shape[axis]
+    pad = np.full_like(np.take(x, [0], axis=axis), -np.inf)
+    inc = np.logaddexp.accumulate(x, axis=axis)
+    pre = np.concatenate([pad, np.take(inc, range(k - 1), axis=axis)], axis=axis)
+    rev = np.flip(np.logaddexp.accumulate(np.flip(x, axis=axis), axis=axis), axis=axis)
+    suf = np.concatenate([np.take(rev, range(1, k), axis=axis), pad], axis=axis)
+    return np.logaddexp(pre, suf)
 
 
 def _softmax_parts(x: Box, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """log of sum_{j!=i} e^(h_j) - l_i  and  log of sum_{j!=i} e^(l_j) - h_i (as log terms)."""
+    """log(sum_{j!=i} e^(h_j)) - l_i and log(sum_{j!=i} e^(l_j)) - h_i, elementwise."""
     axis = axis % x.rank if x.rank else 0
     n = x.shape[axis]
     lo, hi = x.bounds64()
     lo = lo.reshape((1,) * (x.rank - lo.ndim) + lo.shape)
     hi = hi.reshape((1,) * (x.rank - hi.ndim) + hi.shape)
-    if lo.shape[axis] != hi.shape[axis]:
-        lo, hi = np.broadcast_arrays(lo, hi)
-        lo, hi = np.array(lo), np.array(hi)
+    if lo.shape != hi.shape:
+        lo, hi = (np.array(a) for a in np.broadcast_arrays(lo, hi))
     with np.errstate(all="ignore"):
-        mh, ml = np.max(hi), np.max(lo)
-        oh = _others(hi, axis, n)  # relative to max(hi)
-        ol = _others(lo, axis, n)  # relative to max(lo)
-        log_oh = np.log(oh) + mh  # log sum_{j != i} e^(h_j)
-        log_ol = np.log(ol) + ml
-        t_lo = log_oh - lo  # lower bound uses the largest competitors
-        t_hi = log_ol - hi
+        t_lo = _log_others(hi, axis, n) - lo  # the lower bound faces the largest competitors
+        t_hi = _log_others(lo, axis, n) - hi
     return t_lo, t_hi
 
 

@@ -5,7 +5,7 @@ Per confirmed finding a directory ``<out>/<RULE>_<node>/`` gets
 * ``witness.npz``: every graph input and the weights that differ from the stored ones (plain
   arrays and string arrays only, so ``np.load(..., allow_pickle=False)`` reads it); a system
   test adds the training batch;
-* ``test_<RULE>_<node>.py``: loads the model, substitutes the weights, runs onnxruntime (CPU)
+* ``test_<model>_<RULE>_<node>.py`` (``test_<model>_system_...`` for system tests): loads the model, substitutes the weights, runs onnxruntime (CPU)
   with the node's inputs and outputs as extra graph outputs, and asserts the non-finite value at
   that node (NUM011: the exact 0 under the Sqrt). It also checks that the witness lies inside
   the ranges the check used. A unit test needs numpy, onnx and onnxruntime only; a system test
@@ -32,7 +32,7 @@ from numsentry.errors import UserError
 from numsentry.reports.rules import RULES
 from numsentry.search.confirm import Outcome, Target, Witness
 
-__all__ = ["load_witness", "slug", "write_reproduction"]
+__all__ = ["load_witness", "slug", "test_name", "write_reproduction"]
 
 
 def slug(name: str) -> str:
@@ -108,8 +108,8 @@ def write_reproduction(outcome: Outcome, target: Target, model_path: str | os.Pa
             rel = os.path.relpath(model, d.resolve())
         except ValueError:  # another drive (Windows)
             rel = str(model)
-        test = d / f"test_{w.rule}_{slug(w.node)}.py"
-        test.write_text(_test_source(w, target, rel, _sha256(model), ranges, meta), encoding="utf-8")
+        test = d / test_name(w, model)
+        test.write_text(_test_source(w, target, rel, _sha256(model), ranges, meta, test.name), encoding="utf-8")
     except OSError as e:
         raise UserError(f"cannot write the reproduction to {d}: {e.strerror or e}") from e
     outcome.path = str(d)
@@ -274,8 +274,15 @@ def test_{fn}_after_training() -> None:
 '''
 
 
+def test_name(w: Witness, model: Path) -> str:
+    """The test file's name: unique per model, method, rule and node (pytest's default import
+    mode needs unique basenames across directories)."""
+    kind = "system_" if w.method == "system" else ""
+    return f"test_{slug(model.stem)}_{kind}{w.rule}_{slug(w.node)}.py"
+
+
 def _test_source(w: Witness, t: Target, model_rel: str, sha: str, ranges: Mapping[str, tuple[float, float]],
-                 meta: Mapping[str, Any]) -> str:
+                 meta: Mapping[str, Any], file: str) -> str:
     rule = RULES.get(w.rule)
     rname = rule.name if rule else w.rule
     fn = f"{w.rule.lower()}_{slug(w.node).lower()}"
@@ -291,7 +298,7 @@ def _test_source(w: Witness, t: Target, model_rel: str, sha: str, ranges: Mappin
     src = _HEADER.format(title=f"{w.rule} {rname} at {w.node!r} ({w.op_type}): failure-exhibiting "
                                + ("system test." if w.method == "system" else "unit test."),
                          version=__version__, observed=w.observed.replace('"""', "'''"), story=story,
-                         file=f"test_{w.rule}_{slug(w.node)}.py", model=model_rel, sha=sha,
+                         file=file, model=model_rel, sha=sha,
                          ranges=json.dumps(used))
     tmpl = _SYSTEM if w.method == "system" else _UNIT
     return src + tmpl.format(fn=fn, rule=w.rule, name=rname, node=w.node)
