@@ -339,13 +339,6 @@ def _known_bug(g: GenGraph, node: onnx.NodeProto, boxes: dict[str, Box], value: 
         outside = ~np.broadcast_to(box.contains(v), v.shape)
     fmax = 65504.0 if fp16 else F32_MAX
     ins = [b for b in (_box_of(g, i, boxes, fp16) for i in node.input if i) if b.dtype.kind == "f"]
-    if op == "Clip" and np.all(~outside | (np.abs(v) == fmax)):
-        return "clip-default-bound"
-    if op in ("ReduceMax", "ReduceMin", "MaxPool", "GlobalMaxPool") and any(b.nan for b in ins) \
-            and np.all(~outside | ~np.isnan(v)):
-        return "nan-input-max"
-    if op in ("AveragePool", "GlobalAveragePool") and np.all(~outside | np.isnan(v) | np.isinf(v)):
-        return "avgpool-overflow-nan"
     if fp16 and op == "MaxPool" and np.all(~outside | (v == -np.inf)):
         return "maxpool-pad-float16"
     if deployed and not fp16 and np.all(~outside | ((v >= lo - _ulps(v, np.float32, 4)) & (v <= hi + _ulps(v, np.float32, 4)))):
@@ -465,12 +458,6 @@ def test_division_by_a_zero_endpoint_of_either_sign(op: str, lo: float, hi: floa
     _assert_inside(res, _ort(m, {"x": np.full(1, zero)}), "y")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a clean box can become infinite without a finding: after Exp's NUM003 the clean view clamps "
-    "its output to [0, FLT_MAX], GlobalAveragePool (no overflow rule) widens that to [.., inf], so "
-    "Mul's overflow rule sees an infinite clean input and stays silent, although at x = 20 every "
-    "value upstream is finite (4.85e8) and Mul alone overflows (4.85e8 * 1e30 = inf); expected an "
-    "independent NUM007 at Mul (the same happens after Elu, HardSwish, AveragePool at FLT_MAX)"))
 def test_silent_infinite_clean_box_hides_a_later_overflow() -> None:
     m = tiny_model([N("Exp", ["x"], ["e"]), N("GlobalAveragePool", ["e"], ["g"]), N("Mul", ["g", "w"], ["y"])],
                    [("x", F, [1, 1, 2, 1])], [("y", F, [1, 1, 1, 1])], {"w": np.array(1e30, np.float32)})
@@ -480,10 +467,6 @@ def test_silent_infinite_clean_box_hides_a_later_overflow() -> None:
         [(f.rule, f.node, f.after_earlier_finding) for f in res.findings]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "--as-dtype float16: GlobalAveragePool over [-65504, 65504] widens its box to [-inf, inf] "
-    "without a finding (no overflow rule), which silences Mul's overflow rule: the model has NO "
-    "finding, yet x = 60000 gives GAP = 60000 and Mul = inf in onnxruntime"))
 def test_float16_average_pool_at_the_limit_hides_overflow() -> None:
     m = tiny_model([N("GlobalAveragePool", ["x"], ["g"]), N("Mul", ["g", "two"], ["y"])], [("x", F, [1, 1, 2, 1])],
                    [("y", F, [1, 1, 1, 1])], {"two": np.array(2.0, np.float32)})
@@ -492,10 +475,6 @@ def test_float16_average_pool_at_the_limit_hides_overflow() -> None:
     assert any(f.node == "Mul_1" for f in res.findings), [(f.rule, f.node) for f in res.findings]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "AveragePool/GlobalAveragePool bound the mean as if it could not overflow, but onnxruntime "
-    "sums the window in float32 first: two elements of 3e38 give inf (box [.., 3e38], no "
-    "finding); the rule needs the sum's overflow (and an overflow rule, like ReduceMean's NUM007)"))
 @pytest.mark.parametrize("op", ["GlobalAveragePool", "AveragePool"])
 def test_average_pool_window_sum_overflows(op: str) -> None:
     attrs = {"kernel_shape": [2, 1]} if op == "AveragePool" else {}
@@ -507,9 +486,6 @@ def test_average_pool_window_sum_overflows(op: str) -> None:
     assert res.findings
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "AveragePool/GlobalAveragePool of a window that can hold both +inf and -inf give NaN, but "
-    "their box has nan=False (ReduceSum, ReduceMean, Add, Conv set it)"))
 @pytest.mark.parametrize("op", ["GlobalAveragePool", "AveragePool"])
 def test_average_pool_of_inf_and_minus_inf_is_nan(op: str) -> None:
     attrs = {"kernel_shape": [2, 1]} if op == "AveragePool" else {}
@@ -519,11 +495,6 @@ def test_average_pool_of_inf_and_minus_inf_is_nan(op: str) -> None:
     _assert_inside(res, _ort(m, {"x": np.full((1, 1, 1, 1), 100.0)}), "y")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "max-type reductions of a box that may be NaN keep the NaN-free lower bound, but onnxruntime "
-    "does not propagate NaN: ReduceMax([0.1, nan, 0.5, 2]) = 0.5 (box [2, inf]) and MaxPool of a "
-    "NaN window is -FLT_MAX (box [0, inf]); with x.nan the lower bound must drop to the smallest "
-    "lower bound (ReduceMax) or -max (MaxPool)"))
 @pytest.mark.parametrize("case", ["ReduceMax", "MaxPool"])
 def test_max_reductions_of_nan_inputs(case: str) -> None:
     if case == "ReduceMax":
@@ -539,12 +510,6 @@ def test_max_reductions_of_nan_inputs(case: str) -> None:
     _assert_inside(res, _ort(m, feeds), "y")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "analyses/relational.py clips x / ReduceMax(x) to [0, 1] for x >= 0 even when x may be NaN, but "
-    "onnxruntime's ReduceMax skips NaN in a way that can return less than the largest element: "
-    "x = [0.1, nan, 0.5, 2] gives ReduceMax 0.5 and x / max = [0.2, nan, 1, 4]; 4 is outside the "
-    "refined [0, 1] (the refinement must require not x.nan for ReduceMax; the test also needs "
-    "ReduceMax's own NaN bound fixed, see test_max_reductions_of_nan_inputs)"))
 def test_relational_refinement_of_a_nan_numerator() -> None:
     m = tiny_model([N("Sqrt", ["x"], ["s"]), N("Concat", ["s", "w"], ["c"], axis=0),
                     N("ReduceMax", ["c"], ["r"], keepdims=1), N("Div", ["c", "r"], ["y"])],
@@ -605,10 +570,6 @@ def test_onnxruntime_matmul_scale_fusion() -> None:
     _assert_inside(res, _ort(m, {"x": np.full((1, 1), -0.1)}), "y")  # default: ORT_ENABLE_ALL
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Clip with an omitted max clamps to the dtype's max (the spec's default numeric_limits::max; "
-    "onnxruntime: Clip(inf, min=0.5) = 3.4028235e38) but the rule keeps an input bound of +inf: "
-    "Pow(x, 2) for x in [1e20, 2e20] is [inf, inf] and so is the Clip, which excludes FLT_MAX"))
 def test_clip_without_max_clamps_inf_to_the_dtype_max() -> None:
     m = tiny_model([N("Pow", ["x", "two"], ["p"]), N("Clip", ["p", "lo"], ["y"])], [("x", F, [1])], [("y", F, [1])],
                    {"two": np.array(2.0, np.float32), "lo": np.array(0.5, np.float32)})
@@ -638,10 +599,6 @@ def test_float16_point_folding_uses_float16_attributes() -> None:
     _assert_inside(res, _ort(m, {"x": np.zeros(1)}, fp16=True), "y")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "load_model infers shapes with data_prop=True, and onnx's data propagation rejects this valid "
-    "model (Split of a length-7 tensor, then Add broadcasting (2,) with (5, 1)): 'Invalid rank for "
-    "Add broadcasting'; plain strict inference and onnxruntime accept it (seen as ModelError)"))
 def test_load_accepts_split_then_broadcast() -> None:
     m = tiny_model([N("Split", ["x", "sp"], ["a", "b"], axis=0), N("Unsqueeze", ["x5", "ax"], ["u"]),
                     N("Add", ["b", "u"], ["y"])], [("x", F, [7]), ("x5", F, [5])], [("y", F, [5, 2])],
@@ -649,11 +606,6 @@ def test_load_accepts_split_then_broadcast() -> None:
     load_model(m)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the checker evaluates a hazard on the clean view only when it fires on the main view; "
-    "LayerNormalization's variance hazard declines (returns None) for a non-finite input box, so "
-    "behind Reciprocal's NUM002 its own NUM002 (epsilon=0, a constant row gives 0/0 = NaN at the "
-    "finite point x = [1, 1]) is never reported; only a NUM007 'overflow' is"))
 def test_hazard_declined_on_the_main_view_is_not_checked_on_the_clean_view() -> None:
     m = tiny_model([N("Reciprocal", ["x"], ["d"]), N("LayerNormalization", ["d", "s"], ["y"], axis=-1, epsilon=0.0)],
                    [("x", F, [2])], [("y", F, [2])], {"s": np.ones(2, np.float32)})

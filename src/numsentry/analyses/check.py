@@ -247,10 +247,11 @@ class _Checker:
             if hz.rule not in self.rules:
                 continue
             msg = hz.check(ctx, ins, node.attrs)
-            if msg is None:
-                continue
+            # the clean view is checked too: a hazard may decline on a non-finite main view
             clean_msg = hz.check(cctx, clean_ins, node.attrs) if differs else msg
-            self.report(node, op, hz.rule, clean_msg or msg, ins, ctx, after=clean_msg is None)
+            if msg is None and clean_msg is None:
+                continue
+            self.report(node, op, hz.rule, clean_msg or msg or "", ins, ctx, after=clean_msg is None)
             if clean_msg is not None:
                 fired.append(hz)
         try:

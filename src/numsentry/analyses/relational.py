@@ -59,7 +59,9 @@ def refine(node: Node, ins: list[Box | None], outs: list[Box], producers: Mappin
     if node.op_type != "Div" or len(ins) != 2 or ins[0] is None or outs[0].is_point:
         return outs
     num = ins[0]
-    if num.dtype.kind != "f" or num.min() < 0:
+    # NaN breaks the argument (onnxruntime's ReduceMax skips NaN, and can return less than the
+    # largest element)
+    if num.dtype.kind != "f" or num.min() < 0 or num.nan or (ins[1] is not None and ins[1].nan):
         return outs
     if _source_reduction(node.inputs[1], producers, shapes, node.inputs[0]) is None:
         return outs

@@ -146,7 +146,12 @@ def load_model(
         raise ModelError(f"{where}: invalid model: {_first_line(e)}") from e
     used, defaulted = _fix_dims(proto, dict(dims or {}), where)
     try:
-        inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+        try:
+            inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+        except Exception:
+            # onnx's data propagation rejects some valid models (Split then broadcasting): retry
+            # without it; our own interpreter computes shapes exactly anyway
+            inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=False)
     except Exception as e:
         raise ModelError(f"{where}: inconsistent shapes or types: {_first_line(e)}",
                          hint="run onnx.shape_inference.infer_shapes(model, strict_mode=True) to see the node") from e

@@ -595,6 +595,13 @@ def _clip_iv(ctx: Ctx, x: Box, mn: Box | None = None, mx: Box | None = None) -> 
     if mx is not None:
         ml, mh = bcast(mx, rank)
         lo, hi = np.minimum(lo, ml), np.minimum(hi, mh)
+    if x.dtype.kind == "f":
+        # an omitted bound is the dtype's lowest/max (the spec's default): Clip(inf) = FLT_MAX
+        fmax = ctx.fmt(x.dtype).max
+        if mn is None:
+            lo, hi = np.maximum(lo, -fmax), np.maximum(hi, -fmax)
+        if mx is None:
+            lo, hi = np.minimum(lo, fmax), np.minimum(hi, fmax)
     return Box(lo, hi, shape, x.dtype, x.nan)
 
 

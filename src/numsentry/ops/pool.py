@@ -21,6 +21,7 @@ from numsentry.ops import conv_kernels as ck
 from numsentry.ops.conv import combine_patterns, spatially_coarse
 from numsentry.ops.kernels import NUMPY
 from numsentry.ops.linalg import accumulation_error
+from numsentry.ops._nan import nan_tolerant
 from numsentry.ops.registry import BoxSpec, Ctx, register
 from numsentry.ops.rules import bcast
 
@@ -134,7 +135,7 @@ def _pool_sample(avg: bool) -> Any:
 
 for _v in (12, 22):
     register(
-        "MaxPool", since=_v, concrete=_maxpool_c, interval=_maxpool_iv, exact=True, overflow_rule=None,
+        "MaxPool", since=_v, concrete=_maxpool_c, interval=nan_tolerant(_maxpool_iv, largest=True), exact=True, overflow_rule=None,
         property="monotone in every element (coarse boxes stay coarse)", sample=_pool_sample(avg=False),
         doc="max over windows (pads, dilations, ceil_mode); Indices output",
     )
@@ -167,6 +168,33 @@ def _ratio_range(ins: list[int], out: list[int], kern: list[int], s: list[int], 
     return r_min, r_max
 
 
+def _window_sum_overflow(window: Any) -> Any:
+    """Wrap an averaging rule: the runtime sums a window in the dtype before dividing, so the
+    sum can overflow (two elements of 3e38 give inf) and +inf + -inf gives NaN."""
+
+    def wrap(rule: Any) -> Any:
+        def wrapped(ctx: Ctx, x: Box, *args: Any, **kwargs: Any) -> Box:
+            out: Box = rule(ctx, x, *args, **kwargs)
+            if x.dtype.kind != "f" or out.is_point:
+                return out
+            n = window(x, kwargs)
+            fmax = ctx.fmt(x.dtype).max
+            with np.errstate(over="ignore", invalid="ignore"):
+                up = x.max() > 0 and n * x.max() > fmax
+                down = x.min() < 0 and n * x.min() < -fmax
+            if not (up or down):
+                return out
+            lo, hi = out.bounds64()
+            lo = np.full_like(lo, -np.inf) if down else lo
+            hi = np.full_like(hi, np.inf) if up else hi
+            return Box(lo, hi, out.shape, out.dtype, out.nan or (up and down))
+
+        wrapped.__doc__ = rule.__doc__
+        return wrapped
+
+    return wrap
+
+
 def _avgpool_iv(ctx: Ctx, x: Box, auto_pad: str = "NOTSET", ceil_mode: int = 0, count_include_pad: int = 0,
                 dilations: Any = None, kernel_shape: Any = None, pads: Any = None, strides: Any = None) -> Box:
     out, _, _, s, d, kern, variants = _geometry(x.shape, auto_pad, ceil_mode, dilations, kernel_shape, pads, strides)
@@ -195,7 +223,8 @@ def _avgpool_iv(ctx: Ctx, x: Box, auto_pad: str = "NOTSET", ceil_mode: int = 0, 
 
 for _v in (11, 19, 22):
     register(
-        "AveragePool", since=_v, concrete=_avgpool_c, interval=_avgpool_iv, overflow_rule=None,
+        "AveragePool", since=_v, concrete=_avgpool_c, overflow_rule="NUM007",
+        interval=_window_sum_overflow(lambda x, kw: int(np.prod(kw.get("kernel_shape") or [1])))(_avgpool_iv),
         property="monotone in every element; convex combination (coarse boxes stay coarse)",
         sample=_pool_sample(avg=True),
         doc="mean over windows (count_include_pad, ceil_mode, dilations from opset 19)",
@@ -249,12 +278,13 @@ def _global_sample(draw: Any) -> tuple[list[Any], dict[str, Any]]:
 
 for _v in (1, 22):
     register(
-        "GlobalAveragePool", since=_v, concrete=_gap_c, interval=_gap_iv, overflow_rule=None,
+        "GlobalAveragePool", since=_v, concrete=_gap_c, overflow_rule="NUM007",
+        interval=_window_sum_overflow(lambda x, kw: int(np.prod(x.shape[2:])))(_gap_iv),
         property="monotone in every element (mean over spatial dims)", sample=_global_sample,
         doc="mean over all spatial dims",
     )
     register(
-        "GlobalMaxPool", since=_v, concrete=_gmp_c, interval=_gmp_iv, exact=True, overflow_rule=None,
+        "GlobalMaxPool", since=_v, concrete=_gmp_c, interval=nan_tolerant(_gmp_iv, largest=True), exact=True, overflow_rule=None,
         property="monotone in every element (max over spatial dims)", sample=_global_sample,
         doc="max over all spatial dims",
     )

@@ -35,6 +35,7 @@ import numpy as np
 
 from numsentry.domains.box import Box
 from numsentry.dtypes import is_float_dtype, round_bounds
+from numsentry.ops._nan import nan_tolerant
 from numsentry.ops.linalg import accumulation_error
 from numsentry.ops.registry import BoxSpec, Ctx, Hazard, register
 from numsentry.ops.rules import draw_interval, draw_shape
@@ -558,9 +559,9 @@ _reg("ReduceLogSumExp", 1, 18, _c_logsumexp, _logsumexp_iv,
 _reg("ReduceProd", 1, 18, _c_reduce(_xp("prod"), typed=True), _prod_iv,
      "product over axes (partial products may overflow or underflow)",
      "interval product of independent factors + rounding", low=-3.0, high=3.0)
-_reg("ReduceMax", 1, 18, _c_reduce(_xp("max")), _minmax_iv(reduce_max), "max over axes",
+_reg("ReduceMax", 1, 18, _c_reduce(_xp("max")), nan_tolerant(_minmax_iv(reduce_max), largest=True), "max over axes",
      "monotone (max of block bounds)", exact=True, overflow_rule=None)
-_reg("ReduceMin", 1, 18, _c_reduce(_xp("min")), _minmax_iv(reduce_min), "min over axes",
+_reg("ReduceMin", 1, 18, _c_reduce(_xp("min")), nan_tolerant(_minmax_iv(reduce_min), largest=False), "min over axes",
      "monotone (min of block bounds)", exact=True, overflow_rule=None)
 
 
