@@ -18,10 +18,10 @@ import numpy as np
 
 from numsentry.domains.box import Box
 from numsentry.ops import conv_kernels as ck
+from numsentry.ops._nan import nan_tolerant
 from numsentry.ops.conv import combine_patterns, spatially_coarse
 from numsentry.ops.kernels import NUMPY
 from numsentry.ops.linalg import accumulation_error
-from numsentry.ops._nan import nan_tolerant
 from numsentry.ops.registry import BoxSpec, Ctx, register
 from numsentry.ops.rules import bcast
 
