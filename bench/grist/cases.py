@@ -478,7 +478,12 @@ _TF_DIV = (REAL, "All logits -110: every exp underflows to 0, so the class sum (
 _TF_LOG = (REAL, "Logits [0, -110, ..., -110]: p_k = exp(-110) / 1 underflows to 0 and log|p| = "
                  "-inf; nothing guards this log.")
 _TFUZZ_EXTRA: dict[str, Verdicts] = {
-    "11a": {"unsafe_softmax/Sum NUM007": _TF_SUM, "unsafe_softmax/truediv NUM002": _TF_DIV},
+    "11a": {"unsafe_softmax/Sum NUM007": _TF_SUM, "unsafe_softmax/truediv NUM002": _TF_DIV,
+            "cross_entropy/Log NUM001": (
+                IMPRECISION, "log(p + eps) with p = exp(clip(l)) / sum(exp(l)) >= 0: the divisor is "
+                             "a sum of exps, never -0, so p is never negative (0/+0 is NaN, x/+0 is "
+                             "+inf). numsentry's boxes do not track the sign of zero, so a divisor "
+                             "range [0, b] also allows 1/-0 = -inf and p + eps <= 0.")},
     "11b": {"unsafe_softmax/Sum NUM007": _TF_SUM, "unsafe_softmax/truediv NUM002": _TF_DIV},
     "11c": {"unsafe_softmax/Exp_1 NUM003": (
                 REAL, "The denominator's Exp of the same unclipped logits overflows exactly like "

@@ -4,7 +4,8 @@ Intervals forget that two operands come from the same tensor. A few ubiquitous p
 recognised on the graph and their known bounds intersected into the box result (which keeps
 it sound: both the box and the pattern's bound contain every runtime value):
 
-* ``x / ReduceSum(x)`` (a hand-written softmax or normalisation) with ``x >= 0``: in [0, 1].
+* ``x / ReduceSum(x)`` (a hand-written softmax or normalisation) with ``x >= 0``: in [0, 1],
+  and at least ``min x / max sum`` when ``x > 0`` (the sum holds x, so it is never 0).
   Round-to-nearest never makes a sum of non-negative floats smaller than its largest term, so
   the runtime's quotient is at most 1 too (or NaN for 0/0 and inf/inf: the NaN flag stays).
 * ``x / ReduceMax(x)`` with ``x >= 0``: in [0, 1] for the same reason.
@@ -67,4 +68,10 @@ def refine(node: Node, ins: list[Box | None], outs: list[Box], producers: Mappin
         return outs
     out = outs[0]
     lo, hi = out.bounds64()
-    return [out.with_bounds(np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)), *outs[1:]]
+    lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
+    den = ins[1]
+    if num.min() > 0 and den is not None and np.isfinite(den.max()) and den.max() > 0:
+        # the divisor holds the numerator itself, so it is never 0: x / s >= min x / max s
+        # (rounded down a little for the runtime's division)
+        lo = np.maximum(lo, num.min() / den.max() * (1 - 2.0**-20))
+    return [out.with_bounds(lo, hi), *outs[1:]]
