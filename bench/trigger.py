@@ -61,7 +61,7 @@ class Run:
         return any(self.confirmed)
 
 
-def _targets(entry: dict[str, Any], model: Any, result: Any) -> list[Any]:
+def _targets(entry: dict[str, Any], model: Any, result: Any, propagated: bool = False) -> list[Any]:
     from bench.grist.witness import witnesses
     from numsentry.search.confirm import Target
     from numsentry.search.trigger import default_rule
@@ -79,12 +79,13 @@ def _targets(entry: dict[str, Any], model: Any, result: Any) -> list[Any]:
             rule, after = fs[0].rule, fs[0].after_earlier_finding
         else:
             rule, after = default_rule(nodes[name].op_type) or "NUM007", False
-        out.append(Target(nodes[name], rule, after))
+        out.append(Target(nodes[name], rule, after or propagated))
     return out
 
 
 def run_case(entry: dict[str, Any], seeds: Sequence[int], methods: Sequence[str], budget: float,
-             system_budget: float, lr: float, steps: int, denormal_as_zero: bool) -> list[Run]:
+             system_budget: float, lr: float, steps: int, denormal_as_zero: bool,
+             propagated: bool = False) -> list[Run]:
     """All runs of one case (in this process)."""
     import numpy as np
     import onnxruntime  # noqa: F401  (imported once, outside the timings)
@@ -100,7 +101,7 @@ def run_case(entry: dict[str, Any], seeds: Sequence[int], methods: Sequence[str]
     model = load_model(str(ROOT / entry["model"]))
     weights = "trainable" if "trainable" in entry["check_args"] else "stored"
     result = run_check(model, CheckOptions(ranges=load_ranges_file(str(ROOT / entry["ranges"])), weights=weights))
-    targets = _targets(entry, model, result)
+    targets = _targets(entry, model, result, propagated)
     loss = model.graph.outputs[0].name
     runs: list[Run] = []
     for seed in seeds:
@@ -176,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-random", action="store_true", help="skip the random-sampling baseline")
     ap.add_argument("--methods", help=f"comma-separated subset of {', '.join(METHODS)} (overrides the two above)")
     ap.add_argument("--denormal-as-zero", action="store_true", help="onnxruntime flushes denormals to zero")
+    ap.add_argument("--propagated", action="store_true",
+                    help="count a NaN/Inf at the defect node even when its inputs were already non-finite "
+                         "(the truth's witness criterion; default: the node must create it)")
     ap.add_argument("--jobs", type=int, default=1, help="cases run in parallel processes (default 1)")
     ap.add_argument("--json", metavar="FILE", help="also write every run as JSON")
     args = ap.parse_args(argv)
@@ -194,8 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if set(methods) - set(METHODS):
             ap.error(f"--methods: choose from {', '.join(METHODS)}")
     seeds = list(range(args.seeds))
-    todo = [(e, seeds, methods, args.budget, args.system_budget, args.lr, args.steps, args.denormal_as_zero)
-            for e in entries]
+    todo = [(e, seeds, methods, args.budget, args.system_budget, args.lr, args.steps, args.denormal_as_zero,
+             args.propagated) for e in entries]
     runs: list[Run] = []
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -223,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 done(item[0]["case"], rs)
     print(table(runs, [e["case"] for e in entries], args.seeds))
     print(f"\nunit budget {args.budget:g} s/defect, system budget {args.system_budget:g} s/defect, SGD lr "
-          f"{args.lr:g} x {args.steps} step(s); denormals {'flushed' if args.denormal_as_zero else 'kept'}")
+          f"{args.lr:g} x {args.steps} step(s); denormals {'flushed' if args.denormal_as_zero else 'kept'}; "
+          + ("propagated NaN/Inf counts" if args.propagated else "the defect node must create the NaN/Inf"))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "runs": [asdict(r) for r in runs],
                                                "summary": {m: _summary(runs, m) for m in methods}}, indent=1))

@@ -30,7 +30,7 @@ from numsentry.errors import UserError
 from numsentry.ir.graph import Node
 from numsentry.ir.load import Model
 
-__all__ = ["RANDOM_OPS", "Attempt", "OrtRunner", "Outcome", "Target", "Witness", "confirm_exact", "fired",
+__all__ = ["RANDOM_OPS", "Attempt", "OrtRunner", "Outcome", "Target", "Witness", "closeness", "confirm_exact", "fired",
            "has_random_ops", "substituted"]
 
 #: Ops whose output changes from run to run: a witness must fire on every one of several runs.
@@ -194,6 +194,30 @@ def fired(target: Target, ins: Sequence[np.ndarray | None], outs: Sequence[np.nd
     return None
 
 
+def closeness(t: Target, ins: Sequence[Any], outs: Sequence[Any]) -> tuple[float, str] | None:
+    """How close a runtime state came to the failure: (score, text); lower is closer."""
+    def arr(a: Any) -> np.ndarray | None:
+        return None if a is None or np.asarray(a).dtype.kind != "f" or np.asarray(a).size == 0 else np.asarray(a)
+
+    x = arr(ins[0]) if ins else None
+    y = arr(outs[0]) if outs else None
+    if any(a is not None and not np.isfinite(a).all() for a in map(arr, ins)):
+        return None  # propagated: not a step towards this node's own failure
+    op, rule = t.node.op_type, t.rule
+    with np.errstate(all="ignore"):
+        if rule in ("NUM001", "NUM004", "NUM011") and x is not None and op in ("Log", "Sqrt"):
+            v = float(np.min(x))
+            return v, f"smallest {op} input on onnxruntime: {v:.4g}"
+        d = arr(ins[1]) if len(ins) > 1 else None
+        if rule == "NUM002" and op in ("Div", "Mod") and d is not None:
+            v = float(np.min(np.abs(d)))
+            return v, f"smallest |divisor| on onnxruntime: {v:.4g}"
+        if y is not None:
+            v = float(np.max(np.abs(y)))
+            return -v, f"largest |output| on onnxruntime: {v:.4g}"
+    return None
+
+
 def _value_types(proto: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
     g = proto.graph
     out: dict[str, onnx.TypeProto] = {}
@@ -290,6 +314,8 @@ class OrtRunner:
         self.stored = model.graph.initializers
         self.sess = _session(proto, denormal_as_zero, threads)
         self.runs = 3 if has_random_ops(model) else 1
+        #: per target, the candidate that came closest on onnxruntime: (score, description)
+        self.closest: dict[tuple[str, str], tuple[float, str]] = {}
 
     def run(self, inputs: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once; returns every watched value (inputs and weights included) by name."""
@@ -314,15 +340,23 @@ class OrtRunner:
             vals = self.run(inputs, weights)
             now: dict[tuple[str, str], str] = {}
             for t in todo:
-                msg = fired(t, [vals.get(i) if i else None for i in t.node.inputs],
-                            [vals.get(o) if o else None for o in t.node.outputs])
+                ins = [vals.get(i) if i else None for i in t.node.inputs]
+                outs = [vals.get(o) if o else None for o in t.node.outputs]
+                msg = fired(t, ins, outs)
                 if msg is not None and (r == 0 or t.key in seen):
                     now[t.key] = msg
+                elif r == 0:
+                    self._near(t, ins, outs)
             seen = now
             if not seen:
                 break
             todo = [t for t in todo if t.key in seen]
         return seen
+
+    def _near(self, t: Target, ins: Sequence[Any], outs: Sequence[Any]) -> None:
+        c = closeness(t, ins, outs)
+        if c is not None and (t.key not in self.closest or c[0] < self.closest[t.key][0]):
+            self.closest[t.key] = c
 
     def values(self, inputs: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray],
                target: Target) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:

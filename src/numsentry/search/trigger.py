@@ -410,8 +410,8 @@ class UnitSearch:
             how = _INITS[(r // len(goals)) % len(_INITS)]
             goal = goals[gi]
             try:
-                if gi not in views:
-                    views[gi] = TorchView(self.model, goal.values)
+                if gi not in views:  # the node's inputs too: whether they are finite matters
+                    views[gi] = TorchView(self.model, list(dict.fromkeys([*goal.values, *_node_inputs(node)])))
                 att = self._restart(t, goal, views[gi], how, r, t0)
             except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError, UserError) as e:
                 note = f"torch interpretation failed for '{goal.name}': {type(e).__name__}: {str(e)[:160]}"
@@ -421,6 +421,8 @@ class UnitSearch:
             if progress is not None:
                 progress(f"{node.name}: restart {r + 1}, best loss {att.best_loss:.3g}")
         w = self.found.get(t.key)
+        if w is None and t.key in self.ort.closest:
+            note = "; ".join(x for x in (note, f"closest: {self.ort.closest[t.key][1]}") if x)
         return Outcome(t.rule, node.name, node.op_type, w is not None, w, time.perf_counter() - t0, attempts, note)
 
     def _restart(self, t: Target, goal: Goal, view: TorchView, how: str, r: int, t0: float) -> Attempt:
@@ -455,12 +457,9 @@ class UnitSearch:
             with np.errstate(all="ignore"):
                 out = view.run(vals)
                 loss = goal.loss(out)
-            lf = float(loss.detach())
-            reached = not np.isfinite(lf) or lf <= 0
-            if np.isfinite(lf):
-                best = min(best, lf)
-            elif np.isnan(lf) or lf < 0:
-                best = -np.inf
+            lf = _effective(float(loss.detach()), out, t)
+            reached = lf <= 0
+            best = min(best, lf)
             due = (reached and not reached_before) or (
                 step % self.opt.check_every == self.opt.check_every - 1 and (lf < last_checked or reached))
             reached_before = reached_before or reached
@@ -477,7 +476,7 @@ class UnitSearch:
             for n, x in leaves.items():
                 x.data.clamp_(self.space[n].lo, self.space[n].hi)
         if leaves and time.perf_counter() - t0 < self.opt.budget_s:
-            best = min(best, self._probe(goal, view, leaves, consts, last_grads, t0))
+            best = min(best, self._probe(t, goal, view, leaves, consts, last_grads, t0))
         final = current()
         checks += 1
         if self.check(final, pending, "gradient", goal.name, t0) and t.key in self.found:
@@ -489,14 +488,15 @@ class UnitSearch:
         return Attempt(goal.name, how, steps, best, checks)
 
 
-    def _probe(self, goal: Goal, view: TorchView, leaves: Mapping[str, Any], consts: Mapping[str, Any],
+    def _probe(self, t: Target, goal: Goal, view: TorchView, leaves: Mapping[str, Any], consts: Mapping[str, Any],
                grads: Mapping[str, Any], t0: float) -> float:
         """Discrete moves the gradient cannot make, kept when they lower the torch loss.
 
         First every searched tensor set entirely to 0, its lower and its upper bound (a zero
-        weight matrix, a saturating bias); then the most sensitive scalar tried on a grid of
-        magnitudes from the format's smallest subnormal up to its bound (a gain of exactly
-        -1e-7 against a +1e-7 guard, a scale of 1e-35). Returns the best loss.
+        weight matrix, a saturating bias); then the most sensitive scalar, and every element of
+        tensors with at most 4 elements, tried on a grid of magnitudes from the format's smallest
+        subnormal up to the bound (a gain of exactly -1e-7 against a +1e-7 guard, a scale of
+        1e-35). Returns the best loss.
         """
         import torch
 
@@ -504,8 +504,8 @@ class UnitSearch:
             vals: dict[str, Any] = dict(leaves)
             vals.update(consts)
             with np.errstate(all="ignore"):
-                f = float(goal.loss(view.run(vals)))
-            return -np.inf if np.isnan(f) else f
+                out = view.run(vals)
+                return _effective(float(goal.loss(out)), out, t)
 
         with torch.no_grad():
             base = value()
@@ -521,30 +521,64 @@ class UnitSearch:
                         base = f
                     else:
                         x.data.copy_(old)
-            cands = [(float((g.abs() * self.space[n].width).max()), n, int(g.abs().argmax()))
-                     for n, g in grads.items() if g is not None and g.numel() and np.isfinite(self.space[n].width)]
-            if not cands or base == -np.inf:
-                return base
-            _, n, i = max(cands)
-            var, x = self.space[n], leaves[n]
-            flat = x.data.view(-1)
-            keep = float(flat[i])
-            top = max(abs(var.lo), abs(var.hi), 1e-30)
-            exps = np.arange(np.floor(np.log10(np.finfo(np.float32).smallest_subnormal)), np.log10(top) + 1)
-            mags = 10.0 ** exps
-            grid = np.concatenate([[0.0, var.lo, var.hi], mags, -mags])
-            grid = grid[(grid >= var.lo) & (grid <= var.hi)]
-            for v in grid:
-                if time.perf_counter() - t0 > self.opt.budget_s:
+            sens = [(float((g.abs() * self.space[n].width).max()), n, int(g.abs().argmax()))
+                    for n, g in grads.items() if g is not None and g.numel() and np.isfinite(self.space[n].width)]
+            # the most sensitive scalar, and every element of tiny tensors (gains, scales)
+            cands = [(n, i) for _, n, i in sorted(sens, reverse=True)[:1]]
+            cands += [(n, i) for n, x in leaves.items() if x.numel() <= 4 and np.isfinite(self.space[n].width)
+                      for i in range(x.numel()) if (n, i) not in cands]
+            for n, i in cands:
+                if base == -np.inf or time.perf_counter() - t0 > self.opt.budget_s:
                     break
-                flat[i] = float(v)
-                f = value()
-                if f < base:
-                    base, keep = f, float(flat[i])
-                    if f == -np.inf:
-                        break
-            flat[i] = keep
+                base = self._grid(n, i, leaves[n], value, base, t0)
         return base
+
+    def _grid(self, n: str, i: int, x: Any, value: Callable[[], float], base: float, t0: float) -> float:
+        """Element ``i`` of ``n`` tried on a grid of magnitudes; kept at the best value found.
+
+        Powers of 2 from the smallest subnormal up to the bound (an overflow window can be a
+        factor 2 wide) when evaluations are cheap enough for the budget, else powers of 10.
+        """
+        var = self.space[n]
+        flat = x.data.view(-1)
+        keep = float(flat[i])
+        top = max(abs(var.lo), abs(var.hi), 1e-30)
+        t1 = time.perf_counter()
+        value()
+        cost = time.perf_counter() - t1
+        left = self.opt.budget_s - (time.perf_counter() - t0)
+        if cost * 2 * (np.log2(top) + 150) < left / 4:
+            mags = 2.0 ** np.arange(-149, np.ceil(np.log2(top)) + 1)
+        else:
+            mags = 10.0 ** np.arange(np.floor(np.log10(np.finfo(np.float32).smallest_subnormal)), np.log10(top) + 1)
+        grid = np.concatenate([[0.0, var.lo, var.hi], mags, -mags])
+        for v in grid[(grid >= var.lo) & (grid <= var.hi)]:
+            if time.perf_counter() - t0 > self.opt.budget_s:
+                break
+            flat[i] = float(v)
+            f = value()
+            if f < base:
+                base, keep = f, float(flat[i])
+                if f == -np.inf:
+                    break
+        flat[i] = keep
+        return base
+
+
+def _node_inputs(node: Node) -> list[str]:
+    return [i for i in node.inputs if i]
+
+
+def _effective(loss: float, out: Mapping[str, Any], t: Target) -> float:
+    """The loss as the search should rank it: NaN counts as reached (-inf), but a state where the
+    node's own inputs are already non-finite is worthless (+inf) unless the finding is one that
+    only fires after an earlier one: onnxruntime would not confirm it there."""
+    if not t.after_earlier:
+        for name in _node_inputs(t.node):
+            x = out.get(name)
+            if x is not None and x.dtype.is_floating_point and not bool(x.isfinite().all()):
+                return np.inf
+    return -np.inf if np.isnan(loss) else loss
 
 
 def trigger(model: Model, result: CheckResult, targets: Sequence[Target] | None = None,
