@@ -17,7 +17,7 @@ A run succeeds when *every* defect of the case is confirmed (``any`` counts runs
 one). Times are wall-clock seconds per run (search, sessions and confirmation; model loading,
 the static check and the one-time torch import excluded), in one process with one thread.
 
-    python -m bench.trigger                      # 10 seeds, all cases, unit + system + random
+    python -m bench.trigger                      # 10 seeds, all cases, unit + system + random (~2 h)
     python -m bench.trigger --seeds 2 --cases 1,2a,6 --no-system
     python -m bench.trigger --json out.json --jobs 2
 """
@@ -169,9 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.trigger", description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10, help="seeds per case (default 10)")
     ap.add_argument("--cases", help="comma-separated case ids (default: all)")
-    ap.add_argument("--budget", type=float, default=5.0, help="unit-test seconds per defect (default 5)")
-    ap.add_argument("--system-budget", type=float, default=10.0, help="system-test seconds per defect (default 10)")
-    ap.add_argument("--lr", type=float, default=0.1, help="SGD learning rate of the system tests (default 0.1)")
+    ap.add_argument("--budget", type=float, default=3.0, help="unit-test seconds per defect (default 3)")
+    ap.add_argument("--system-budget", type=float, default=6.0, help="system-test seconds per defect (default 6)")
+    ap.add_argument("--lr", type=float, default=1.0, help="SGD learning rate of the system tests (default 1)")
     ap.add_argument("--steps", type=int, default=1, help="SGD steps of the system tests (default 1)")
     ap.add_argument("--no-system", action="store_true", help="unit tests only")
     ap.add_argument("--no-random", action="store_true", help="skip the random-sampling baseline")

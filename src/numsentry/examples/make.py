@@ -54,7 +54,8 @@ def build_softmax_ce(fixed: bool = False, seed: int = 0) -> onnx.ModelProto:
          helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["batch", 10])],
         inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="numsentry-examples")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="numsentry-examples",
+                              ir_version=8)  # onnxruntime 1.31 reads IR <= 13
     onnx.checker.check_model(model, full_check=True)
     return model
 

@@ -22,7 +22,8 @@ def _constant_c(k: Any, value: Any = None, value_float: Any = None, value_floats
     for v, dt in ((value, None), (value_float, np.float32), (value_floats, np.float32),
                   (value_int, np.int64), (value_ints, np.int64)):
         if v is not None:
-            return k.asarray(np.asarray(v, dtype=dt))
+            # a copy: attribute arrays are read-only, which torch warns about
+            return k.asarray(np.array(v, dtype=dt))
     raise ValueError("Constant without a value")
 
 
