@@ -38,6 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH = ROOT / "bench" / "grist" / "truth.json"
 METHODS = ("unit", "system", "unit-random", "system-random")
+DENORMALS = {"framework": "flushed for TensorFlow cases, kept for PyTorch ones", "kept": "kept",
+             "flushed": "flushed"}
 
 
 @dataclass
@@ -83,9 +85,52 @@ def _targets(entry: dict[str, Any], model: Any, result: Any, propagated: bool = 
     return out
 
 
+# RANUM's range convention (llylly/RANUM, interp/specified_ranges.py and AbstractionInitConfig):
+# graph inputs it names get the range it specifies, every other float input the default
+# [-50, 50], dropout keep probabilities [0.1, 0.9] (the fact sheets' note); weights as the case's
+# own check arguments say. Keys are our case ids and input names for RANUM's named subjects.
+RANUM_DEFAULT = (-50.0, 50.0)
+RANUM_KEEP_PROB = (0.1, 0.9)
+_MNIST = {"x": (-1.0, 1.0), "keep_prob": (0.5, 1.0)}
+RANUM_SPECIFIED: dict[str, dict[str, tuple[float, float]]] = {
+    "1": _MNIST, "2a": {"x-input": (-1.0, 1.0)}, "2b": {"x-input": (-1.0, 1.0)}, "3": {"x": (-1.0, 1.0)},
+    "6": _MNIST, "7": _MNIST, "8": _MNIST, "9a": {"x": (0.5, 1.0)}, "9b": {"x": (0.5, 1.0)},
+    "10": {"x": (0.5, 1.0)}, "11a": {"x": (-1.0, 1.0)}, "11b": {"x": (-1.0, 1.0)}, "11c": {"x": (-1.0, 1.0)},
+}
+
+
+def ranum_ranges(case: str, model: Any, ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """``ranges`` with the graph inputs re-ranged by RANUM's convention (integer inputs keep theirs)."""
+    from numsentry.dtypes import is_float_dtype
+
+    out = dict(ranges)
+    spec = RANUM_SPECIFIED.get(case, {})
+    for vi in model.graph.inputs:
+        if vi.name in model.graph.initializers or not is_float_dtype(vi.dtype):
+            continue
+        if vi.name in spec:
+            out[vi.name] = spec[vi.name]
+        elif "keep_prob" in vi.name:
+            out[vi.name] = RANUM_KEEP_PROB
+        else:
+            out[vi.name] = RANUM_DEFAULT
+    return out
+
+
+def flushes_denormals(entry: dict[str, Any], denormals: str) -> bool:
+    """Whether onnxruntime confirms ``entry``'s witnesses with denormals flushed to zero.
+
+    ``framework`` follows the case's program: TensorFlow's CPU runtime sets flush-to-zero and
+    denormals-are-zero on its threads (so ``exp(-100)`` is exactly 0 there), PyTorch does not.
+    """
+    if denormals == "framework":
+        return entry.get("framework", "tensorflow") == "tensorflow"
+    return denormals == "flushed"
+
+
 def run_case(entry: dict[str, Any], seeds: Sequence[int], methods: Sequence[str], budget: float,
-             system_budget: float, lr: float, steps: int, denormal_as_zero: bool,
-             propagated: bool = False) -> list[Run]:
+             system_budget: float, lr: float, steps: int, denormals: str,
+             propagated: bool = False, setting: str = "facts", batch: str = "program") -> list[Run]:
     """All runs of one case (in this process)."""
     import numpy as np
     import onnxruntime  # noqa: F401  (imported once, outside the timings)
@@ -100,9 +145,21 @@ def run_case(entry: dict[str, Any], seeds: Sequence[int], methods: Sequence[str]
 
     model = load_model(str(ROOT / entry["model"]))
     weights = "trainable" if "trainable" in entry["check_args"] else "stored"
-    result = run_check(model, CheckOptions(ranges=load_ranges_file(str(ROOT / entry["ranges"])), weights=weights))
+    ranges = load_ranges_file(str(ROOT / entry["ranges"]))
+    if setting == "ranum":
+        ranges = ranum_ranges(entry["case"], model, ranges)
+    result = run_check(model, CheckOptions(ranges=ranges, weights=weights))
     targets = _targets(entry, model, result, propagated)
+    # unit tests are one example (symbolic batch = 1); system tests train on a batch of the
+    # program's own size where the graph's batch dimension is symbolic
+    smodel, sresult, stargets = model, result, targets
+    if batch == "program" and entry.get("train_batch") and "batch" in model.dims \
+            and any(m.startswith("system") for m in methods):
+        smodel = load_model(str(ROOT / entry["model"]), dims={"batch": int(entry["train_batch"])})
+        sresult = run_check(smodel, CheckOptions(ranges=ranges, weights=weights))
+        stargets = _targets(entry, smodel, sresult, propagated)
     loss = model.graph.outputs[0].name
+    denormal_as_zero = flushes_denormals(entry, denormals)
     runs: list[Run] = []
     for seed in seeds:
         for method in methods:
@@ -117,9 +174,9 @@ def run_case(entry: dict[str, Any], seeds: Sequence[int], methods: Sequence[str]
                     elif method == "unit-random":
                         outs = random_unit(model, result, targets, uopt)
                     elif method == "system":
-                        outs = system_trigger(model, result, targets, sopt)
+                        outs = system_trigger(smodel, sresult, stargets, sopt)
                     else:
-                        outs = random_system(model, result, targets, sopt)
+                        outs = random_system(smodel, sresult, stargets, sopt)
                 runs.append(Run(entry["case"], seed, method, [o.confirmed for o in outs], time.perf_counter() - t0,
                                 notes=[o.witness.observed if o.witness else o.tried() for o in outs]))
             except Exception as e:  # a crash is a failed run, reported
@@ -176,10 +233,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-system", action="store_true", help="unit tests only")
     ap.add_argument("--no-random", action="store_true", help="skip the random-sampling baseline")
     ap.add_argument("--methods", help=f"comma-separated subset of {', '.join(METHODS)} (overrides the two above)")
-    ap.add_argument("--denormal-as-zero", action="store_true", help="onnxruntime flushes denormals to zero")
+    ap.add_argument("--denormals", choices=("framework", "kept", "flushed"), default="framework",
+                    help="onnxruntime's denormal mode when confirming: as the case's framework does "
+                         "(TensorFlow flushes them to zero, PyTorch keeps them; the default), or the same "
+                         "for every case")
     ap.add_argument("--propagated", action="store_true",
                     help="count a NaN/Inf at the defect node even when its inputs were already non-finite "
                          "(the truth's witness criterion; default: the node must create it)")
+    ap.add_argument("--setting", choices=("facts", "ranum"), default="facts",
+                    help="input ranges: the fact sheets' real data ranges (bench/grist/ranges, the default) "
+                         "or RANUM's convention (inputs it does not specify get [-50, 50], keep "
+                         "probabilities [0.1, 0.9]), for a like-for-like comparison with its numbers")
+    ap.add_argument("--batch", choices=("program", "one"), default="program",
+                    help="batch size of the system tests' training data: the program's own (truth.json's "
+                         "train_batch, for graphs with a symbolic batch; the default) or 1")
     ap.add_argument("--jobs", type=int, default=1, help="cases run in parallel processes (default 1)")
     ap.add_argument("--json", metavar="FILE", help="also write every run as JSON")
     args = ap.parse_args(argv)
@@ -198,8 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if set(methods) - set(METHODS):
             ap.error(f"--methods: choose from {', '.join(METHODS)}")
     seeds = list(range(args.seeds))
-    todo = [(e, seeds, methods, args.budget, args.system_budget, args.lr, args.steps, args.denormal_as_zero,
-             args.propagated) for e in entries]
+    todo = [(e, seeds, methods, args.budget, args.system_budget, args.lr, args.steps, args.denormals,
+             args.propagated, args.setting, args.batch) for e in entries]
     runs: list[Run] = []
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -227,8 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 done(item[0]["case"], rs)
     print(table(runs, [e["case"] for e in entries], args.seeds))
     print(f"\nunit budget {args.budget:g} s/defect, system budget {args.system_budget:g} s/defect, SGD lr "
-          f"{args.lr:g} x {args.steps} step(s); denormals {'flushed' if args.denormal_as_zero else 'kept'}; "
-          + ("propagated NaN/Inf counts" if args.propagated else "the defect node must create the NaN/Inf"))
+          f"{args.lr:g} x {args.steps} step(s); denormals {DENORMALS[args.denormals]}; "
+          + ("propagated NaN/Inf counts" if args.propagated else "the defect node must create the NaN/Inf")
+          + ("; RANUM's input ranges" if args.setting == "ranum" else "; the fact sheets' input ranges")
+          + ("; system tests train on the program's batch size" if args.batch == "program"
+             else "; system tests train on a batch of 1"))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "runs": [asdict(r) for r in runs],
                                                "summary": {m: _summary(runs, m) for m in methods}}, indent=1))

@@ -47,6 +47,32 @@ GRADIENT_OUT: Witnessing = ("out_of_range", "gradient_only")
 DOWNSTREAM: Witnessing = ("in_range", "downstream")
 
 TRAINABLE = ["--weights", "trainable"]
+
+#: Cases whose program is PyTorch (fact sheets' ``framework``); every other case is TensorFlow 1.x.
+#: The framework decides the runtime semantics a witness should be confirmed under: TensorFlow's
+#: CPU runtime flushes denormals to zero on its threads, PyTorch does not by default.
+PYTORCH_CASES = frozenset({"4", "5", "12", "13", "22", "23", "26", "27", "32", "33", "34", "37", "38",
+                           "46", "47", "51", "53", "54", "56", "57", "62", "63"})
+
+
+#: The training batch size of each case's program (fact sheets' ``training.batch_size``; absent
+#: where the program does not train). System tests train on a batch of this size.
+TRAIN_BATCH: dict[str, int] = {
+    "1": 101, "2a": 10, "2b": 10, "3": 100, "6": 50, "7": 50, "8": 50, "9a": 100, "9b": 100, "10": 205,
+    "11a": 100, "11b": 100, "11c": 100, "12": 128, "14": 64, "15": 12, "16a": 100, "16b": 100, "16c": 100,
+    "17": 1, "18": 50, "19": 50, "20": 100, "21": 100, "22": 64, "23": 3, "24": 100, "25": 100, "26": 6,
+    "27": 3, "28a": 500, "28b": 500, "28c": 500, "28d": 500, "29": 100, "30": 100, "31": 100, "32": 8,
+    "33": 6, "34": 8, "35a": 100, "35b": 100, "36a": 100, "36b": 100, "37": 6, "38": 4, "39a": 100,
+    "39b": 100, "40": 100, "41": 100, "42": 100, "43a": 100, "43b": 100, "44": 50, "45a": 50, "45b": 50,
+    "46": 3, "47": 8, "48a": 100, "48b": 100, "49a": 100, "49b": 100, "50": 100, "51": 64, "52": 100,
+    "53": 12, "54": 8, "55": 50, "56": 6, "57": 3, "58": 50, "59": 100, "60": 100, "61": 128, "62": 64,
+    "63": 64,
+}
+
+
+def framework(cid: str) -> str:
+    """The framework of case ``cid``'s program: ``"pytorch"`` or ``"tensorflow"``."""
+    return "pytorch" if cid in PYTORCH_CASES else "tensorflow"
 N01 = [-6.0, 6.0]  # range chosen for standard-normal noise inputs (fact sheets: "unbounded")
 N01_NOTE = ("The noise input is N(0,1) with no recorded bound (fact sheet: unknown/unbounded); "
             "we use [-6, 6], i.e. six standard deviations, which covers every draw of a "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import onnx
 
-from bench.grist.cases import CASES, Case
+from bench.grist.cases import CASES, TRAIN_BATCH, Case, framework
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -49,6 +49,8 @@ def truth_entry(case: Case) -> dict[str, object]:
     """The ``truth.json`` record of one case."""
     return {
         "case": case.id,
+        "framework": framework(case.id),
+        "train_batch": TRAIN_BATCH.get(case.id),
         "model": rel(MODELS / f"{case.id}.onnx"),
         "ranges": rel(RANGES / f"{case.id}.json"),
         "check_args": list(case.check_args),

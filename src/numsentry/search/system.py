@@ -47,6 +47,8 @@ from numsentry.search.trigger import (
     ScaledAdam,
     TriggerOptions,
     UnitSearch,
+    _effective,
+    _node_inputs,
     search_space,
     seed_of,
     targets_for,
@@ -81,7 +83,7 @@ class SystemOptions:
     steps: int = 1
     trainable: list[str] | None = None
     seed: int = 0
-    restarts: int = 6
+    restarts: int = 24
     iters: int = 40
     budget_s: float = 20.0
     unit_first: bool = True
@@ -294,7 +296,8 @@ class SystemSearch:
 
         rng = np.random.default_rng(seed_of("system", self.opt.seed, t.node.name, t.rule, r))
         how = ("uniform", "corners")[r % 2]
-        gview = TorchView(self.model, goal.values)
+        # the node's inputs too: a hazard "reached" on non-finite inputs is not one onnxruntime confirms
+        gview = TorchView(self.model, list(dict.fromkeys([*goal.values, *_node_inputs(t.node)])))
         batch = {n: v.sample(rng, how) for n, v in self.space.items()}
         probe = {n: v.sample(rng, how) for n, v in self.space.items()}
         free = [n for n, v in self.space.items() if v.is_float and v.width > 0]
@@ -318,6 +321,8 @@ class SystemSearch:
             return {n: (leaves[(which, n)].detach().numpy().copy() if (which, n) in leaves else np.asarray(base[n]))
                     for n in self.space}
 
+        good = {key: x.detach().clone() for key, x in leaves.items()}  # last batch whose training stayed finite
+        damp, moved = 1.0, False
         for it in range(self.opt.iters):
             if time.perf_counter() - t0 > self.opt.budget_s:
                 break
@@ -336,10 +341,32 @@ class SystemSearch:
                         w = {n: x.detach().requires_grad_(True) for n, x in w.items()}
                 out_p = gview.run({**values("P"), **{n: x for n, x in w.items() if n in gview.weights}})
                 out_d = gview.run({**d, **{n: x for n, x in w.items() if n in gview.weights}})
-                loss = torch.minimum(goal.loss(out_p), goal.loss(out_d))
-            lf = float(loss.detach())
-            reached = not np.isfinite(lf) or lf <= 0
-            best = min(best, lf) if np.isfinite(lf) else -np.inf
+                lp, ld = goal.loss(out_p), goal.loss(out_d)
+            ep, ed = _effective(float(lp.detach()), out_p, t), _effective(float(ld.detach()), out_d, t)
+            loss, lf = (lp, ep) if ep <= ed else (ld, ed)
+            blew_up = not all(bool(torch.isfinite(x).all()) for x in w.values())
+            if blew_up:
+                # training itself hit a non-finite loss or gradient: a candidate (the finding may be
+                # what fails on the batch at that step; `confirm` trains and checks each step)
+                checks += 1
+                if self.confirm(snapshot("D"), snapshot("P"), pending, goal.name, t0) and t.key in self.found:
+                    break
+            if lf == np.inf or blew_up:
+                # otherwise the hazard's value at non-finite weights, or on node inputs that are
+                # already non-finite on both probe and batch, says nothing: onnxruntime would only
+                # see NaN arrive. Back off to the last batch whose training stayed finite, with
+                # smaller steps (a start that is already there is a dead end).
+                if not moved:
+                    break
+                moved = False
+                with torch.no_grad():
+                    for key, x in leaves.items():
+                        x.copy_(good[key])
+                damp *= 0.5
+                continue
+            good = {key: x.detach().clone() for key, x in leaves.items()}
+            reached = lf <= 0
+            best = min(best, lf)
             if reached or it % 10 == 9 or it == self.opt.iters - 1:
                 checks += 1
                 if self.confirm(snapshot("D"), snapshot("P"), pending, goal.name, t0) and t.key in self.found:
@@ -347,7 +374,8 @@ class SystemSearch:
             if not loss.requires_grad:
                 break
             grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
-            adam.step(grads, 0.1 * 0.1 ** (it / max(1, self.opt.iters - 1)))
+            adam.step(grads, damp * 0.1 * 0.1 ** (it / max(1, self.opt.iters - 1)))
+            moved = True
             for (_, n), x in leaves.items():
                 x.data.clamp_(self.space[n].lo, self.space[n].hi)
         return Attempt(goal.name, f"unrolled SGD from {how} data", steps, best, checks)
