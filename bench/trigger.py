@@ -17,9 +17,16 @@ A run succeeds when *every* defect of the case is confirmed (``any`` counts runs
 one). Times are wall-clock seconds per run (search, sessions and confirmation; model loading,
 the static check and the one-time torch import excluded), in one process with one thread.
 
-    python -m bench.trigger                      # 10 seeds, all cases, unit + system + random (~2 h)
+Confirmation follows each program's own runtime: onnxruntime flushes denormals to zero for the
+TensorFlow cases (TensorFlow's CPU runtime does) and keeps them for the PyTorch ones
+(``--denormals``). System tests train on a batch of the program's own size (``--batch``).
+``--setting ranum`` replaces the fact sheets' input ranges by RANUM's convention, to compare
+with its published numbers like for like.
+
+    python -m bench.trigger --jobs 2 --json out.json   # 10 seeds, all cases, unit + system + random (~1 h)
     python -m bench.trigger --seeds 2 --cases 1,2a,6 --no-system
-    python -m bench.trigger --json out.json --jobs 2
+    python -m bench.trigger --setting ranum --methods unit,unit-random
+    python -m bench.trigger --render out.json          # Markdown tables of an earlier run
 """
 
 from __future__ import annotations
@@ -221,6 +228,30 @@ def table(runs: list[Run], cases: list[str], seeds: int) -> str:
     return "\n".join(lines)
 
 
+def markdown(runs: list[Run], cases: list[str]) -> str:
+    """The summary and the per-case table as Markdown (for docs/trigger.md)."""
+    methods = [m for m in METHODS if any(r.method == m for r in runs)]
+    lines = ["| | runs (all defects) | runs (any) | defects | median s | mean s |", "|---|---|---|---|---|---|"]
+    for m in methods:
+        s = _summary(runs, m)
+        lines.append(f"| {m} | {s['all']}/{s['runs']} | {s['any']}/{s['runs']} | "
+                     f"{s['defects']}/{s['defects_total']} | {s['median_s']:.2f} | {s['mean_s']:.2f} |")
+    lines += ["", "| case | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    for c in cases:
+        cells = []
+        for m in methods:
+            rs = [r for r in runs if r.case == c and r.method == m]
+            cells.append(f"{sum(r.all for r in rs)}/{len(rs)} ({statistics.fmean(r.seconds for r in rs):.2f} s)"
+                         if rs else "-")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _load_runs(path: str) -> list[Run]:
+    data = json.loads(Path(path).read_text())
+    return [Run(**r) for r in data["runs"]]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; prints the table, returns 1 when a run raised."""
     ap = argparse.ArgumentParser(prog="python -m bench.trigger", description=__doc__.splitlines()[0])
@@ -247,10 +278,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--batch", choices=("program", "one"), default="program",
                     help="batch size of the system tests' training data: the program's own (truth.json's "
                          "train_batch, for graphs with a symbolic batch; the default) or 1")
+    ap.add_argument("--render", metavar="FILE", nargs="+",
+                    help="no runs: print the Markdown tables of --json files written before")
     ap.add_argument("--jobs", type=int, default=1, help="cases run in parallel processes (default 1)")
     ap.add_argument("--json", metavar="FILE", help="also write every run as JSON")
     args = ap.parse_args(argv)
     entries = json.loads(TRUTH.read_text())
+    if args.render:
+        runs = [r for f in args.render for r in _load_runs(f)]
+        order = [e["case"] for e in entries if any(r.case == e["case"] for r in runs)]
+        print(markdown(runs, order))
+        return 0
     if args.cases:
         want = [c.strip() for c in args.cases.split(",") if c.strip()]
         unknown = set(want) - {e["case"] for e in entries}

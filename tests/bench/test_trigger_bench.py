@@ -37,3 +37,8 @@ def test_unit_and_system_runs_on_one_case(tmp_path: Path, capsys: pytest.Capture
     assert {r["method"] for r in data["runs"]} == {"unit", "system"}
     assert all(r["confirmed"] == [True] for r in data["runs"]), data["runs"]
     assert data["summary"]["unit"]["all"] == 1
+    capsys.readouterr()
+    assert main(["--render", str(out)]) == 0
+    md = capsys.readouterr().out
+    assert md.startswith("| | runs (all defects) |")
+    assert "| 4 | 1/1 (" in md and "| unit | 1/1 | 1/1 | 1/1 |" in md

@@ -26,6 +26,35 @@ from numsentry.search.trigger import TriggerOptions, UnitSearch, seed_of, target
 __all__ = ["random_system", "random_unit"]
 
 
+def _sampling(search: UnitSearch | SystemSearch, tg: Sequence[Target], budget_s: float, what: str,
+              draw: Callable[[np.random.Generator, float], None], seed: Sequence[object],
+              progress: Callable[[Outcome], None] | None) -> list[Outcome]:
+    """Per target: ``draw(rng, t0)`` candidates (each checked by ``search``) until it fires or time is up."""
+    outs: list[Outcome] = []
+    for t in tg:
+        t0 = time.perf_counter()
+        node = t.node
+        if t.key in search.found:
+            o = Outcome(t.rule, node.name, node.op_type, True, search.found[t.key], 0.0,
+                        note=f"confirmed by the {what} of another finding")
+        elif node.name not in search.top or t.rule not in SEARCHABLE_RULES:
+            o = Outcome(t.rule, node.name, node.op_type, False, None, 0.0, note="not searchable")
+        else:
+            rng = np.random.default_rng(seed_of(*seed, node.name, t.rule))
+            n = 0
+            while time.perf_counter() - t0 < budget_s and t.key not in search.found:
+                n += 1
+                draw(rng, t0)
+            w = search.found.get(t.key)
+            label = "uniform sampling in the ranges" if what == "sample" else "random training batches"
+            o = Outcome(t.rule, node.name, node.op_type, w is not None, w, time.perf_counter() - t0,
+                        [Attempt(label, "uniform", n, float("nan"), n)])
+        outs.append(o)
+        if progress is not None:
+            progress(o)
+    return outs
+
+
 def random_unit(model: Model, result: CheckResult, targets: Sequence[Target] | None = None,
                 options: TriggerOptions | None = None,
                 progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
@@ -40,33 +69,16 @@ def random_unit(model: Model, result: CheckResult, targets: Sequence[Target] | N
     """
     opt = replace(options or TriggerOptions(), reduce=False)
     tg = list(targets) if targets is not None else targets_for(model, result)
-    outs: list[Outcome] = []
     if not tg:
-        return outs
+        return []
     with torch_threads(opt.threads):
         search = UnitSearch(model, result, tg, opt)
-        for t in tg:
-            t0 = time.perf_counter()
-            node = t.node
-            if t.key in search.found:
-                o = Outcome(t.rule, node.name, node.op_type, True, search.found[t.key], 0.0,
-                            note="confirmed by the sample of another finding")
-            elif node.name not in search.top or t.rule not in SEARCHABLE_RULES:
-                o = Outcome(t.rule, node.name, node.op_type, False, None, 0.0, note="not searchable")
-            else:
-                rng = np.random.default_rng(seed_of("random", opt.seed, node.name, t.rule))
-                n = 0
-                pending = [x for x in tg if x.node.name in search.top]
-                while time.perf_counter() - t0 < opt.budget_s and t.key not in search.found:
-                    n += 1
-                    search.check(search.start(rng, "uniform"), pending, "random", "uniform sampling", t0)
-                w = search.found.get(t.key)
-                o = Outcome(t.rule, node.name, node.op_type, w is not None, w, time.perf_counter() - t0,
-                            [Attempt("uniform sampling in the ranges", "uniform", n, float("nan"), n)])
-            outs.append(o)
-            if progress is not None:
-                progress(o)
-    return outs
+        pending = [x for x in tg if x.node.name in search.top]
+
+        def draw(rng: np.random.Generator, t0: float) -> None:
+            search.check(search.start(rng, "uniform"), pending, "random", "uniform sampling", t0)
+
+        return _sampling(search, tg, opt.budget_s, "sample", draw, ("random", opt.seed), progress)
 
 
 def random_system(model: Model, result: CheckResult, targets: Sequence[Target] | None = None,
@@ -84,31 +96,15 @@ def random_system(model: Model, result: CheckResult, targets: Sequence[Target] |
     if options is None:
         raise ValueError("random_system needs SystemOptions (the loss)")
     tg = list(targets) if targets is not None else targets_for(model, result)
-    outs: list[Outcome] = []
     if not tg:
-        return outs
+        return []
     with torch_threads(options.threads):
         search = SystemSearch(model, result, tg, options)
-        for t in tg:
-            t0 = time.perf_counter()
-            node = t.node
-            if t.key in search.found:
-                o = Outcome(t.rule, node.name, node.op_type, True, search.found[t.key], 0.0,
-                            note="confirmed by the batch of another finding")
-            elif node.name not in search.top or t.rule not in SEARCHABLE_RULES:
-                o = Outcome(t.rule, node.name, node.op_type, False, None, 0.0, note="not searchable")
-            else:
-                rng = np.random.default_rng(seed_of("random-system", options.seed, node.name, t.rule))
-                n = 0
-                while time.perf_counter() - t0 < options.budget_s and t.key not in search.found:
-                    n += 1
-                    batch = {k: v.sample(rng, "uniform") for k, v in search.space.items()}
-                    probe = {k: v.sample(rng, "uniform") for k, v in search.space.items()}
-                    search.confirm(batch, probe, [x for x in tg if x.node.name in search.top], "random batch", t0)
-                w = search.found.get(t.key)
-                o = Outcome(t.rule, node.name, node.op_type, w is not None, w, time.perf_counter() - t0,
-                            [Attempt("random training batches", "uniform", n, float("nan"), n)])
-            outs.append(o)
-            if progress is not None:
-                progress(o)
-    return outs
+        pending = [x for x in tg if x.node.name in search.top]
+
+        def draw(rng: np.random.Generator, t0: float) -> None:
+            batch = {k: v.sample(rng, "uniform") for k, v in search.space.items()}
+            probe = {k: v.sample(rng, "uniform") for k, v in search.space.items()}
+            search.confirm(batch, probe, pending, "random batch", t0)
+
+        return _sampling(search, tg, options.budget_s, "batch", draw, ("random-system", options.seed), progress)
