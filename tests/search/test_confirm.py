@@ -45,3 +45,22 @@ def test_sqrt_zero_gradient_needs_an_exact_zero() -> None:
     msg = fired(t, [zero], [np.sqrt(zero)])
     assert msg is not None and "exactly 0" in msg
     assert fired(t, [np.array([np.nan], np.float32)], [np.array([np.nan], np.float32)]) is None
+
+
+def test_flush_to_zero_does_not_leak_into_the_calling_thread() -> None:
+    """onnxruntime sets FTZ/DAZ on the thread that runs a one-thread session; numsentry restores
+    the thread's floating-point environment, so NumPy and torch keep their subnormals."""
+    from numsentry.ir.load import load_model
+    from numsentry.search.confirm import OrtRunner
+    from tests.search import _models as M
+
+    m = load_model(M.exp_model())
+    t = Target(next(n for n in m.graph.nodes if n.name == "exp"), "NUM003", False)
+    x = {"x": np.array([-100.0, -50.0], np.float32)}
+    keep = OrtRunner(m, [], [t], denormal_as_zero=False, threads=1)
+    assert keep.run(x, {})["y"][0] > 0  # exp(-100) = 3.8e-44, a subnormal
+    flush = OrtRunner(m, [], [t], denormal_as_zero=True, threads=1)  # built after a keeping one
+    assert flush.run(x, {})["y"][0] == 0.0  # flushed by onnxruntime ...
+    tiny = np.float32(1e-45)
+    assert tiny * np.float32(1.0) > 0 and np.isfinite(np.log10(tiny))  # ... but not here
+    assert keep.run(x, {})["y"][0] > 0  # nor in the other session

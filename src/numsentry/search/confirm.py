@@ -29,6 +29,7 @@ from onnx import numpy_helper
 from numsentry.errors import UserError
 from numsentry.ir.graph import Node
 from numsentry.ir.load import Model
+from numsentry.search.fpenv import Session
 
 __all__ = ["RANDOM_OPS", "Attempt", "OrtRunner", "Outcome", "Target", "Witness", "closeness", "confirm_exact", "fired",
            "has_random_ops", "substituted"]
@@ -238,6 +239,11 @@ def _session(proto: onnx.ModelProto, denormal_as_zero: bool, threads: int | None
         opts.inter_op_num_threads = 1
     if denormal_as_zero:
         opts.add_session_config_entry("session.set_denormal_as_zero", "1")
+    # the session sets FTZ/DAZ on this thread when it is built: keep that to its own runs
+    return Session(lambda: _build(ort, proto, opts), denormal_as_zero)
+
+
+def _build(ort: Any, proto: onnx.ModelProto, opts: Any) -> Any:
     try:
         try:
             return ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])

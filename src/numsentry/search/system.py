@@ -49,6 +49,7 @@ from numsentry.search.trigger import (
     UnitSearch,
     _effective,
     _node_inputs,
+    failure,
     search_space,
     seed_of,
     targets_for,
@@ -273,7 +274,7 @@ class SystemSearch:
             try:
                 attempts.append(self._restart(t, goal, r, t0))
             except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as e:
-                note = f"unrolled training failed for '{goal.name}': {type(e).__name__}: {str(e)[:160]}"
+                note = f"unrolled training failed for '{goal.name}': {failure(e)}"
                 attempts.append(Attempt(goal.name, "unrolled", 0, float("inf"), 0))
         w = self.found.get(t.key)
         return Outcome(t.rule, node.name, node.op_type, w is not None, w, time.perf_counter() - t0, attempts, note)

@@ -24,6 +24,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -324,6 +325,7 @@ class UnitSearch:
                              denormal_as_zero=self.opt.denormal_as_zero, threads=self.opt.threads)
         self.found: dict[tuple[str, str], Witness] = {}
         self.runs = 3 if has_random_ops(model) else 1
+        self.guards = _guard_constants(model, self.space)
 
     # -- candidates ---------------------------------------------------------------------------
     def start(self, rng: np.random.Generator, how: str) -> dict[str, np.ndarray]:
@@ -414,7 +416,7 @@ class UnitSearch:
                     views[gi] = TorchView(self.model, list(dict.fromkeys([*goal.values, *_node_inputs(node)])))
                 att = self._restart(t, goal, views[gi], how, r, t0)
             except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError, UserError) as e:
-                note = f"torch interpretation failed for '{goal.name}': {type(e).__name__}: {str(e)[:160]}"
+                note = f"torch interpretation failed for '{goal.name}': {failure(e)}"
                 attempts.append(Attempt(goal.name, how, 0, float("inf"), 0))
                 continue
             attempts.append(att)
@@ -493,8 +495,8 @@ class UnitSearch:
         """Discrete moves the gradient cannot make, kept when they lower the torch loss.
 
         First every searched tensor set entirely to 0, its lower and its upper bound (a zero
-        weight matrix, a saturating bias); then the most sensitive scalar, and every element of
-        tensors with at most 4 elements, tried on a grid of magnitudes from the format's smallest
+        weight matrix, a saturating bias); then the most sensitive scalar of the four most
+        sensitive tensors, and every element of tensors with at most 4 elements, tried on a grid of magnitudes from the format's smallest
         subnormal up to the bound (a gain of exactly -1e-7 against a +1e-7 guard, a scale of
         1e-35). Returns the best loss.
         """
@@ -523,8 +525,9 @@ class UnitSearch:
                         x.data.copy_(old)
             sens = [(float((g.abs() * self.space[n].width).max()), n, int(g.abs().argmax()))
                     for n, g in grads.items() if g is not None and g.numel() and np.isfinite(self.space[n].width)]
-            # the most sensitive scalar, and every element of tiny tensors (gains, scales)
-            cands = [(n, i) for _, n, i in sorted(sens, reverse=True)[:1]]
+            # the most sensitive scalar of the (up to 4) most sensitive tensors, and every element
+            # of tiny tensors (gains, scales)
+            cands = [(n, i) for _, n, i in sorted(sens, reverse=True)[:4]]
             cands += [(n, i) for n, x in leaves.items() if x.numel() <= 4 and np.isfinite(self.space[n].width)
                       for i in range(x.numel()) if (n, i) not in cands]
             for n, i in cands:
@@ -536,22 +539,29 @@ class UnitSearch:
     def _grid(self, n: str, i: int, x: Any, value: Callable[[], float], base: float, t0: float) -> float:
         """Element ``i`` of ``n`` tried on a grid of magnitudes; kept at the best value found.
 
-        Powers of 2 from the smallest subnormal up to the bound (an overflow window can be a
-        factor 2 wide) when evaluations are cheap enough for the budget, else powers of 10.
+        The magnitudes of the graph's scalar constants (a gain of exactly -1e-7 against a `+ 1e-7`
+        guard), powers of 10 from the smallest subnormal up to the bound, and, when evaluations
+        are cheap enough for the budget, every power of 2 (an overflow window can be a factor 2
+        wide); each with both signs.
         """
         var = self.space[n]
         flat = x.data.view(-1)
         keep = float(flat[i])
-        top = max(abs(var.lo), abs(var.hi), 1e-30)
+        top = min(max(abs(float(var.lo)), abs(float(var.hi)), 1e-30), float(np.finfo(np.float64).max))
+        if not np.isfinite(top):
+            return base
         t1 = time.perf_counter()
         value()
         cost = time.perf_counter() - t1
         left = self.opt.budget_s - (time.perf_counter() - t0)
+        # the graph's own small constants first (x = -eps cancels a `+ eps` guard exactly), then
+        # powers of ten, then (when evaluations are cheap enough) every power of two
+        # (exponents as literals: under flush-to-zero, log10 of the smallest subnormal is -inf)
+        tens = 10.0 ** np.arange(-45, np.floor(np.log10(top)) + 1)
+        mags = np.concatenate([self.guards, tens])
         if cost * 2 * (np.log2(top) + 150) < left / 4:
-            mags = 2.0 ** np.arange(-149, np.ceil(np.log2(top)) + 1)
-        else:
-            mags = 10.0 ** np.arange(np.floor(np.log10(np.finfo(np.float32).smallest_subnormal)), np.log10(top) + 1)
-        grid = np.concatenate([[0.0, var.lo, var.hi], mags, -mags])
+            mags = np.concatenate([mags, 2.0 ** np.arange(-149, np.ceil(np.log2(top)) + 1)])
+        grid = np.concatenate([[0.0, var.lo, var.hi], np.stack([-mags, mags], axis=1).ravel()])
         for v in grid[(grid >= var.lo) & (grid <= var.hi)]:
             if time.perf_counter() - t0 > self.opt.budget_s:
                 break
@@ -563,6 +573,30 @@ class UnitSearch:
                     break
         flat[i] = keep
         return base
+
+
+def _guard_constants(model: Model, space: Mapping[str, SearchVar]) -> np.ndarray:
+    """Magnitudes of the graph's scalar float constants (Constant nodes, unsearched initializers)."""
+    vals: set[float] = set()
+    for node in model.graph.nodes:
+        if node.op_type == "Constant":
+            a = np.asarray(node.attrs.get("value", node.attrs.get("value_float", np.zeros(0))))
+            if a.size == 1 and is_float_dtype(a.dtype):
+                vals.add(abs(float(a.reshape(-1)[0])))
+    for name, a in model.graph.initializers.items():
+        v = space.get(name)
+        if a.size == 1 and is_float_dtype(a.dtype) and (v is None or not v.searched):
+            vals.add(abs(float(np.asarray(a).reshape(-1)[0])))
+    return np.array(sorted(x for x in vals if 0 < x < np.inf and x not in (1.0, 2.0, 0.5)), dtype=np.float64)
+
+
+def failure(e: BaseException) -> str:
+    """``Type: message (at file:line)``: the exception and where it was raised, for reports."""
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(e).__name__}: {str(e)[:160]}{where}"
 
 
 def _node_inputs(node: Node) -> list[str]:
